@@ -1,0 +1,194 @@
+"""The ``netsim`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from netsim import datacenter as dcapi
+from netsim import reach as reachmod
+from netsim.errors import NetsimError, NotRootError, StateError
+from netsim.state import known_datacenters
+from netsim.topology import load
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise NotRootError("netsim creates network namespaces and needs root: run it with sudo")
+
+
+def _dc_name(args) -> str:
+    if args.name:
+        return args.name
+    known = known_datacenters()
+    if len(known) == 1:
+        return known[0]
+    if not known:
+        raise StateError("no datacenter is up: start one with 'netsim up'")
+    raise StateError(f"several datacenters are up ({', '.join(known)}): choose one with --name")
+
+
+class _Progress:
+    """Prints build progress to stderr once a build has taken more than a second."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.start, self.last = label, time.monotonic(), 0.0
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.start < 1.0 or (now - self.last < 0.5 and done < total):
+            return
+        self.last, self.shown = now, True
+        end = "\r" if self.tty and done < total else "\n"
+        print(f"{self.label}: {done}/{total} ({what})".ljust(60), end=end, file=sys.stderr, flush=True)
+
+
+def cmd_up(args) -> int:
+    _need_root()
+    topo = load(args.topology)
+    if args.name:
+        from dataclasses import replace
+        topo = replace(topo, name=args.name)
+        from netsim.topology.validate import validate
+        validate(topo, file=args.topology)
+    started = time.monotonic()
+    running = dcapi.up(topo, progress=_Progress(f"building {topo.name}"))
+    print(f"datacenter {running.name} is up: {len(topo.nodes)} nodes, {len(topo.vms)} VMs "
+          f"in {time.monotonic() - started:.2f} s (state in {running.state.path})")
+    return 0
+
+
+def cmd_down(args) -> int:
+    _need_root()
+    name = _dc_name(args)
+    started = time.monotonic()
+    removed = dcapi.RunningDatacenter.attach(name).down()
+    print(f"datacenter {name} is down: {removed} namespaces removed in {time.monotonic() - started:.2f} s")
+    return 0
+
+
+def cmd_cleanup(args) -> int:
+    _need_root()
+    removed = dcapi.cleanup(args.name)
+    if not removed:
+        print("nothing to clean up")
+    for dc, n in removed.items():
+        print(f"datacenter {dc}: {n} namespaces removed")
+    return 0
+
+
+def cmd_status(args) -> int:
+    _need_root()
+    status = dcapi.RunningDatacenter.attach(_dc_name(args)).status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"datacenter {status['name']} ({status['status']}), location {status['location']}, "
+          f"link-local {status['linklocal']}, timers {status['timers']}, {status['namespaces']} namespaces")
+    for node in status["nodes"]:
+        print(f"  node {node['name']:<12} {'up' if node['present'] else 'MISSING':<8} subnet {node['subnet']}")
+        for vm in (v for v in status["vms"] if v["node"] == node["name"]):
+            print(f"    vm {vm['name']:<12} {'up' if vm['present'] else 'MISSING':<8} UD{vm['update_domain']} "
+                  f"FD{vm['fault_domain']}  {vm['routable']:<15} {vm['link_local'] or '(no link-local)':<16} "
+                  f"{vm['mac']}")
+    for host in status["hosts"]:
+        print(f"  {host['name']:<17} {'up' if host['present'] else 'MISSING':<8} {host['address']}")
+    return 0
+
+
+def cmd_exec(args) -> int:
+    _need_root()
+    running = dcapi.RunningDatacenter.attach(_dc_name(args))
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise StateError("give a command after '--', e.g. netsim exec web1 -- ip addr")
+    from netsim.hostexec import exec_in
+    exec_in(running.namespace(args.host), argv)
+    return 0  # not reached
+
+
+def cmd_reach(args) -> int:
+    _need_root()
+    running = dcapi.RunningDatacenter.attach(_dc_name(args))
+    rows = reachmod.matrix(running.topology, running.link_local_addresses(), metadata=args.metadata,
+                           timeout=args.timeout)
+    print(json.dumps(rows, indent=1) if args.json else reachmod.render(rows))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    _need_root()
+    topo = load(args.topology)
+    from dataclasses import replace
+    topo = replace(topo, name=args.name or "demo")
+    started = time.monotonic()
+    running = dcapi.up(topo, progress=_Progress(f"building {topo.name}"))
+    try:
+        print(f"== built datacenter {topo.name} in {time.monotonic() - started:.2f} s\n")
+        cmd_status(argparse.Namespace(name=topo.name, json=False))
+        print("\n== who reaches whom (ICMP from inside each host; TCP to the node's metadata address)")
+        cmd_reach(argparse.Namespace(name=topo.name, json=False, metadata=args.metadata, timeout=1.0))
+    finally:
+        removed = running.down()
+        print(f"\n== torn down: {removed} namespaces removed, nothing left with prefix nsim-{topo.name}-")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``netsim`` command."""
+    p = argparse.ArgumentParser(prog="netsim", description="Emulate a cloud datacenter's hosts and their "
+                                "In-VM Metadata Service with real Linux network namespaces.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def named(sp):
+        sp.add_argument("--name", help="datacenter name (default: the only one that is up)")
+        return sp
+
+    sp = sub.add_parser("up", help="build a datacenter")
+    sp.add_argument("topology", nargs="?", help="topology TOML file (default: the embedded 2-node default)")
+    sp.add_argument("--name", help="override the datacenter name from the topology")
+    sp.set_defaults(func=cmd_up)
+    named(sub.add_parser("down", help="tear a datacenter down")).set_defaults(func=cmd_down)
+    sp = sub.add_parser("cleanup", help="remove everything with netsim's prefix, even without state")
+    sp.add_argument("--name", help="only this datacenter")
+    sp.set_defaults(func=cmd_cleanup)
+    sp = named(sub.add_parser("status", help="show nodes, VMs and addresses"))
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_status)
+    sp = named(sub.add_parser("exec", help="run a command inside a host: VM, node:NAME, lb, client, ops"))
+    sp.add_argument("host")
+    sp.add_argument("argv", nargs=argparse.REMAINDER)
+    sp.set_defaults(func=cmd_exec)
+    sp = named(sub.add_parser("reach", help="matrix of who reaches whom (ICMP, and TCP to metadata)"))
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--metadata", action="store_true", help="also probe each VM's 169.254.169.254:80")
+    sp.add_argument("--timeout", type=float, default=1.0)
+    sp.set_defaults(func=cmd_reach)
+    sp = sub.add_parser("demo", help="build a datacenter, show its status and reachability, tear it down")
+    sp.add_argument("topology", nargs="?", help="topology TOML file (default: the embedded default)")
+    sp.add_argument("--name", help="datacenter name (default: demo)")
+    sp.add_argument("--metadata", action="store_true", help="also probe 169.254.169.254:80 from each VM")
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors exit 2 with one line and no traceback."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NetsimError as exc:
+        print(f"netsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("netsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

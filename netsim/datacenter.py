@@ -1,0 +1,160 @@
+"""The Python API of a running datacenter: up, attach, status, exec, down, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+
+from netsim import hostexec, names, netns
+from netsim.builder import Progress, build
+from netsim.errors import StateError
+from netsim.rtnl import Rtnl
+from netsim.state import StateDir, known_datacenters
+from netsim.teardown import end_processes, remove_namespaces
+from netsim.topology import addressing
+from netsim.topology.model import Datacenter
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat): with the PID, it
+    identifies a process even after PIDs wrap around."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+class RunningDatacenter:
+    """A datacenter that is up, as recorded in its state folder."""
+
+    def __init__(self, topology: Datacenter, state: StateDir) -> None:
+        self.topology = topology
+        self.state = state
+
+    @property
+    def name(self) -> str:
+        """The datacenter's name (and namespace prefix)."""
+        return self.topology.name
+
+    @classmethod
+    def attach(cls, name: str) -> "RunningDatacenter":
+        """The running datacenter ``name``; StateError if it is not up."""
+        state = StateDir(name)
+        return cls(state.read_datacenter(), state)
+
+    # -- hosts --------------------------------------------------------------------------
+
+    def namespace(self, host: str) -> str:
+        """Namespace of HOST (a VM, ``node:NAME``, ``lb``, ``client``, ``ops`` or ``fabric``)."""
+        return hostexec.host_namespace(self.topology, host)
+
+    def run(self, host: str, argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
+        """Run a command inside HOST and wait for it."""
+        return hostexec.run(self.namespace(host), argv, **kwargs)
+
+    def popen(self, host: str, argv: Sequence[str], *, track: bool = True, **kwargs) -> subprocess.Popen:
+        """Start a command inside HOST; with ``track`` its PID is journaled so ``down`` ends it."""
+        proc = hostexec.popen(self.namespace(host), argv, **kwargs)
+        if track:
+            self.record_process(proc.pid, host)
+        return proc
+
+    def record_process(self, pid: int, what: str) -> None:
+        """Journal a process this datacenter started, so that ``down`` ends it by PID."""
+        self.state.journal("pid", pid, _start_time(pid), what)
+        self.state.close_journal()
+
+    def routable_address(self, vm: str) -> str:
+        """The routable (198.18/15) address of a VM."""
+        v = self.topology.vm(vm)
+        slot = [x.name for x in self.topology.vms_on(v.node)].index(vm)
+        return addressing.vm_routable(self.topology.node(v.node).index, slot)
+
+    def link_local_addresses(self) -> dict[str, str | None]:
+        """Each VM's current link-local address, read from the kernel (None if it has none)."""
+        out: dict[str, str | None] = {}
+        for vm in self.topology.vms:
+            try:
+                with Rtnl.in_namespace(names.vm_ns(self.name, vm.name)) as sock:
+                    found = [a for i, a, plen in sock.addresses()
+                             if i == names.NIC_INDEX and a.startswith("169.254.")]
+            except Exception:
+                found = []
+            out[vm.name] = found[0] if found else None
+        return out
+
+    def status(self) -> dict:
+        """A JSON-ready description: nodes, VMs with addresses and whether each namespace exists."""
+        present = set(netns.list_names(names.dc_prefix(self.name)))
+        lla = self.link_local_addresses()
+        vms = []
+        for vm in self.topology.vms:
+            ns = names.vm_ns(self.name, vm.name)
+            vms.append({
+                "name": vm.name, "node": vm.node, "availability_set": vm.availability_set,
+                "update_domain": vm.update_domain, "fault_domain": vm.fault_domain,
+                "namespace": ns, "present": ns in present,
+                "mac": addressing.vm_mac(self.name, vm.index),
+                "routable": self.routable_address(vm.name), "link_local": lla.get(vm.name),
+                "link_local_mode": self.topology.linklocal,
+            })
+        nodes = [{"name": n.name, "namespace": names.node_ns(self.name, n.name),
+                  "present": names.node_ns(self.name, n.name) in present,
+                  "subnet": addressing.node_addresses(n.index).subnet,
+                  "metadata": addressing.METADATA_ADDRESS,
+                  "vms": [v.name for v in self.topology.vms_on(n.name)]} for n in self.topology.nodes]
+        extras = [{"name": h, "namespace": names.extra_ns(self.name, h),
+                   "present": names.extra_ns(self.name, h) in present,
+                   "address": addressing.EXTRA_HOST_ADDRESSES[h]} for h in names.EXTRA_HOSTS]
+        return {"name": self.name, "status": self.state.status(), "state_dir": self.state.path,
+                "location": self.topology.location, "linklocal": self.topology.linklocal,
+                "timers": self.topology.timers, "nodes": nodes, "vms": vms, "hosts": extras,
+                "namespaces": len(present)}
+
+    # -- teardown ------------------------------------------------------------------------
+
+    def down(self) -> int:
+        """End the datacenter's processes, remove its namespaces and its state; idempotent."""
+        with self.state.locked():
+            journal = self.state.read_journal()
+            pids = [int(r[1]) for r in journal if r[0] == "pid" and _start_time(int(r[1])) == r[2]]
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            end_processes(pids, timeout=5.0)
+            recorded = [r[1] for r in journal if r[0] == "ns"]
+            removed = remove_namespaces(recorded + netns.list_names(names.dc_prefix(self.name)))
+            self.state.remove()
+        return removed
+
+
+def up(topology: Datacenter, progress: Progress | None = None) -> RunningDatacenter:
+    """Build ``topology`` and return it running."""
+    state = build(topology, progress=progress)
+    return RunningDatacenter(topology, state)
+
+
+def cleanup(name: str | None = None) -> dict[str, int]:
+    """Remove whatever carries netsim's prefix (of datacenter ``name``, or of all), even
+    with no state left (after kill -9). Returns the namespaces removed per datacenter."""
+    dcs = {names.dc_of_namespace(n) for n in netns.list_names(names.PREFIX)} | set(known_datacenters())
+    if name is not None:
+        dcs &= {name}
+    removed = {}
+    for dc in sorted(d for d in dcs if d):
+        state = StateDir(dc)
+        try:
+            if state.exists():
+                removed[dc] = RunningDatacenter(state.read_datacenter(), state).down()
+                continue
+        except StateError:
+            pass
+        with state.locked():
+            removed[dc] = remove_namespaces(netns.list_names(names.dc_prefix(dc)))
+            state.remove()
+    return removed

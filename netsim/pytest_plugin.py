@@ -1,0 +1,173 @@
+"""pytest plugin: real datacenters as fixtures (registered through the ``pytest11`` entry point).
+
+Fixtures:
+
+- ``netsim_state_dir`` (session): a private state folder for every datacenter the
+  session builds, so tests never touch the state of datacenters a user runs.
+- ``datacenter_factory`` (function): ``make(topology=None, **settings)`` builds a
+  datacenter (default topology, a :class:`~netsim.topology.Datacenter`, TOML text or a
+  path) under a unique name and tears it down after the test.
+- ``datacenter`` (function): the default topology, built.
+- ``host_exec`` (function): ``host_exec(host, *argv)`` runs a command in a host of the
+  test's latest datacenter and returns the CompletedProcess.
+- ``assert_reachable`` / ``assert_unreachable`` (function): ``(src, dst, port=None)``;
+  ``src`` is a host, ``dst`` a host (its routable address), ``HOST:link-local``,
+  ``metadata`` (the source VM's node's 169.254.169.254) or an address.
+
+Tests that need root carry ``@pytest.mark.root``: without root they skip with the reason;
+with ``CI=true`` in the environment they fail instead, so nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import pytest
+
+from netsim import datacenter as dcapi
+from netsim.probe import Probe, run_probes
+from netsim.reach import namespace_of
+from netsim.topology import addressing, load, parse
+from netsim.topology.model import Datacenter
+
+_counter = itertools.count(1)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "root: the test creates kernel objects and needs root "
+                                       "(skipped without root; fails instead when CI=true)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()} (root tests will {'FAIL' if _in_ci() else 'skip'})"
+    return f"netsim: running as {who}; CI={'true' if _in_ci() else 'false'}"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        reason = "needs root to create network namespaces (run as root, e.g. sudo)"
+        if _in_ci():
+            pytest.fail(f"{reason}; CI=true, so this is a failure, not a skip")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def netsim_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private state folder (``NETSIM_STATE_DIR``) for every datacenter of the session."""
+    path = str(tmp_path_factory.mktemp("netsim-state"))
+    old = os.environ.get("NETSIM_STATE_DIR")
+    os.environ["NETSIM_STATE_DIR"] = path
+    yield path
+    if old is None:
+        os.environ.pop("NETSIM_STATE_DIR", None)
+    else:
+        os.environ["NETSIM_STATE_DIR"] = old
+
+
+def unique_name() -> str:
+    """A datacenter name no other test of any concurrent session uses (<= 8 characters)."""
+    return f"t{os.getpid() % 1000:03d}{next(_counter):03d}"[:8]
+
+
+class _Factory:
+    def __init__(self) -> None:
+        self.running: list[dcapi.RunningDatacenter] = []
+
+    def __call__(self, topology: Datacenter | str | None = None, **settings) -> dcapi.RunningDatacenter:
+        if topology is None:
+            topo = load()
+        elif isinstance(topology, Datacenter):
+            topo = topology
+        elif "\n" in topology or "[" in topology:
+            topo = parse(topology, "<test topology>")
+        else:
+            topo = load(topology)
+        topo = replace(topo, name=settings.pop("name", unique_name()), **settings)
+        running = dcapi.up(topo)
+        self.running.append(running)
+        return running
+
+    def teardown(self) -> None:
+        errors = []
+        for running in reversed(self.running):
+            try:
+                running.down()
+            except Exception as exc:  # tear down the others, then report
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def datacenter_factory(netsim_state_dir: str) -> Iterator[Callable[..., dcapi.RunningDatacenter]]:
+    """``make(topology=None, **settings)``: build a datacenter, torn down after the test."""
+    factory = _Factory()
+    yield factory
+    factory.teardown()
+
+
+@pytest.fixture
+def datacenter(datacenter_factory) -> dcapi.RunningDatacenter:
+    """The default topology (2 nodes, availability set ``web`` of 3 VMs), built."""
+    return datacenter_factory()
+
+
+def _latest(factory: _Factory) -> dcapi.RunningDatacenter:
+    if not factory.running:
+        raise RuntimeError("build a datacenter first (datacenter or datacenter_factory fixture)")
+    return factory.running[-1]
+
+
+@pytest.fixture
+def host_exec(datacenter_factory):
+    """``host_exec(host, *argv, **kwargs)``: run a command in a host of the latest datacenter."""
+    def run(host: str, *argv: str, **kwargs):
+        return _latest(datacenter_factory).run(host, argv, **kwargs)
+    return run
+
+
+def _resolve(dc: dcapi.RunningDatacenter, src: str, dst: str) -> str:
+    if dst == "metadata":
+        return addressing.METADATA_ADDRESS
+    host, _, kind = dst.partition(":")
+    if host in addressing.EXTRA_HOST_ADDRESSES:
+        return addressing.EXTRA_HOST_ADDRESSES[host]
+    if host in {v.name for v in dc.topology.vms}:
+        if kind == "link-local":
+            address = dc.link_local_addresses()[host]
+            assert address, f"{host} has no link-local address"
+            return address
+        return dc.routable_address(host)
+    return dst
+
+
+def _reach(factory: _Factory, src: str, dst: str, port: int | None, timeout: float) -> bool:
+    dc = _latest(factory)
+    probe = Probe(namespace_of(dc.topology, src), _resolve(dc, src, dst), port)
+    return run_probes([probe], timeout=timeout)[probe]
+
+
+@pytest.fixture
+def assert_reachable(datacenter_factory):
+    """``assert_reachable(src, dst, port=None, timeout=2.0)``: ICMP (or TCP ``port``) from
+    host ``src`` to ``dst`` succeeds."""
+    def check(src: str, dst: str, port: int | None = None, timeout: float = 2.0) -> None:
+        assert _reach(datacenter_factory, src, dst, port, timeout), \
+            f"{src} does not reach {dst}" + (f" on TCP {port}" if port else "")
+    return check
+
+
+@pytest.fixture
+def assert_unreachable(datacenter_factory):
+    """``assert_unreachable(src, dst, port=None, timeout=1.0)``: the probe gets no answer."""
+    def check(src: str, dst: str, port: int | None = None, timeout: float = 1.0) -> None:
+        assert not _reach(datacenter_factory, src, dst, port, timeout), \
+            f"{src} reaches {dst}" + (f" on TCP {port}" if port else "") + " but must not"
+    return check

@@ -1,0 +1,103 @@
+"""The datacenter in real namespaces: who reaches whom, and what the host sees."""
+
+import os
+import socket
+
+import pytest
+
+from netsim import names, netns
+from netsim.errors import BuildError
+from netsim.rtnl import Rtnl
+from netsim.topology import grid
+
+pytestmark = pytest.mark.root
+
+
+def test_vms_of_one_node_reach_each_others_link_local_addresses(datacenter, assert_reachable):
+    # web1 and web3 share node n1
+    assert_reachable("web1", "web3:link-local")
+    assert_reachable("web3", "web1:link-local")
+    assert_reachable("web1", "metadata")
+
+
+def test_vms_of_different_nodes_do_not_reach_link_local_even_through_the_gateway(
+        datacenter, host_exec, assert_reachable, assert_unreachable):
+    assert_unreachable("web2", "web1:link-local")
+    web1_ll = datacenter.link_local_addresses()["web1"]
+    added = host_exec("web2", "ip", "route", "add", f"{web1_ll}/32", "via", "198.18.1.1")
+    assert added.returncode == 0, added.stderr
+    assert_unreachable("web2", "web1:link-local")
+    # The node really dropped it in its forward path (RFC 3927 section 7).
+    rules = host_exec("node:n2", "nft", "list", "chain", "inet", "netsim", "forward").stdout
+    assert "daddr 169.254.0.0/16 counter packets 0 " not in rules
+    # The routable addresses still cross nodes.
+    assert_reachable("web2", "web1")
+
+
+def test_routable_addresses_reach_across_nodes_and_extra_hosts(datacenter, assert_reachable):
+    for src, dst in [("web1", "web2"), ("web2", "web3"), ("client", "web1"), ("web3", "lb"), ("ops", "client")]:
+        assert_reachable(src, dst)
+
+
+def test_the_host_namespace_has_no_link_or_route_into_the_datacenter(datacenter):
+    ours = {netns.inode_of(n) for n in netns.list_names(names.dc_prefix(datacenter.name))}
+    assert len(ours) == 9
+    with Rtnl.here("host") as host:
+        links = host.links()
+        addresses = host.addresses()
+    assert not [n for n in links if n.startswith(("p-", "n-", "h-", "br0", "uplink", "svc0"))]
+    assert not [a for _, a, _ in addresses if a.startswith(("198.18.", "198.19."))]
+    # Each namespace's eth0 peer lives in a node or the fabric, never in the host.
+    for path in os.listdir("/sys/class/net"):
+        assert not path.startswith(names.PREFIX)
+
+
+def test_vm_namespace_has_lo_eth0_addresses_and_default_route(datacenter, host_exec):
+    out = host_exec("web1", "ip", "-o", "-4", "addr").stdout
+    assert "lo" in out and "198.18.0.2/24" in out and "169.254.1.1/16" in out
+    assert "default via 198.18.0.1 dev eth0" in host_exec("web1", "ip", "route").stdout
+    bridge = host_exec("node:n1", "ip", "-d", "link", "show", "br0").stdout
+    assert "stp_state 0" in bridge
+    assert "169.254.169.254/16" in host_exec("node:n1", "ip", "-o", "-4", "addr", "show", "br0").stdout
+
+
+def test_two_datacenters_coexist(datacenter_factory, assert_reachable):
+    a = datacenter_factory()
+    b = datacenter_factory()
+    assert a.name != b.name
+    assert len(netns.list_names(names.dc_prefix(a.name))) == len(netns.list_names(names.dc_prefix(b.name))) == 9
+    assert_reachable("web1", "web3:link-local")  # in b, the latest
+
+
+def test_failure_mid_build_rolls_back_everything(netsim_state_dir):
+    from netsim.datacenter import up
+    from netsim.state import StateDir
+
+    topo = grid("rbk" + str(os.getpid() % 1000), 3, 3)
+
+    def fail_at_vm5(what, done, total):
+        if what == "vm vm5":
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(BuildError, match="rolled back.*No space left"):
+        up(topo, progress=fail_at_vm5)
+    assert netns.list_names(names.dc_prefix(topo.name)) == []
+    assert not StateDir(topo.name).exists()
+
+
+def test_down_is_idempotent_and_waits_for_namespaces(datacenter_factory):
+    dc = datacenter_factory()
+    removed = dc.down()
+    assert removed == 9
+    assert netns.list_names(names.dc_prefix(dc.name)) == []
+    assert dc.down() == 0
+
+
+def test_no_traffic_helper_runs_from_the_host_namespace():
+    from netsim.errors import RootNamespaceError
+    from netsim.safety import emulated_socket, require_emulated_namespace
+
+    with pytest.raises(RootNamespaceError):
+        require_emulated_namespace()
+    with pytest.raises(RootNamespaceError):
+        emulated_socket("not-ours", socket.AF_INET, socket.SOCK_DGRAM)

@@ -1,0 +1,53 @@
+"""The netsim command as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def netsim(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "netsim.cli", *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_up_status_exec_reach_down(netsim_state_dir):
+    name = f"cli{os.getpid() % 10000}"
+    out = netsim("up", "--name", name).stdout
+    assert f"datacenter {name} is up: 2 nodes, 3 VMs" in out
+    try:
+        status = json.loads(netsim("status", "--name", name, "--json").stdout)
+        assert [v["name"] for v in status["vms"]] == ["web1", "web2", "web3"]
+        assert all(v["present"] for v in status["vms"]) and status["namespaces"] == 9
+        assert status["vms"][0]["link_local"] == "169.254.1.1"
+        text = netsim("status", "--name", name).stdout
+        assert "web1" in text and "198.18.0.2" in text
+        addr = netsim("exec", "--name", name, "web1", "--", "ip", "-o", "-4", "addr", "show", "eth0").stdout
+        assert "198.18.0.2/24" in addr
+        rows = json.loads(netsim("reach", "--name", name, "--json").stdout)
+        cell = {(r["from"], r["to"], r["kind"]): r["reachable"] for r in rows}
+        assert cell[("web1", "web3", "link-local")] and not cell[("web2", "web1", "link-local")]
+        assert cell[("web2", "web1", "routable")] and cell[("client", "web3", "routable")]
+        matrix = netsim("reach", "--name", name).stdout
+        assert matrix.splitlines()[1].split()[:4] == ["web1", ".", "R-", "RL"]
+    finally:
+        down = netsim("down", "--name", name)
+    assert "9 namespaces removed" in down.stdout
+
+
+def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, netsim_state_dir):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[node]]\nname = "n1"\n[[vm]]\nname = "v1"\nnode = "n7"\n')
+    for args in (["up", str(bad)], ["down", "--name", "nosuchdc"], ["exec", "--name", "nosuchdc", "x", "--", "true"],
+                 ["up", str(tmp_path / "missing.toml")]):
+        proc = netsim(*args, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert proc.stderr.startswith("netsim: error: ")
+    assert f"{bad}:5, field 'vm[0].node'" in netsim("up", str(bad), check=False).stderr
