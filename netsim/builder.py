@@ -115,8 +115,17 @@ class _Build:
             fabric.add_route(plan.subnet, gateway=plan.uplink)
             nft.run(node_fd, nft.NO_LINK_LOCAL_FORWARDING)
             self.step(f"node {node.name}")
+            ports = {}
             for slot, vm in enumerate(dc.vms_on(node.name)):
                 self.build_vm(vm, slot, node, sock, plan)
+                allowed = [addressing.vm_routable(node.index, slot)]
+                if dc.linklocal == "static":
+                    allowed.append(addressing.static_link_local(vm.index))
+                else:
+                    allowed = []  # any link-local address may be claimed; see nft.port_security
+                ports[names.vm_port(vm.name)] = (addressing.vm_mac(dc.name, vm.index), allowed)
+            if ports:
+                nft.run(node_fd, nft.port_security(ports, addressing.METADATA_ADDRESS))
         finally:
             sock.close()
             os.close(node_fd)

@@ -139,6 +139,40 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _event_line(e: dict) -> str:
+    nb = time.strftime("%H:%M:%S", time.localtime(e["not_before"]))
+    return (f"{e['event_id']}  {e['event_type']:<9} {e['status']:<9} {','.join(e['resources']):<12} "
+            f"NotBefore {nb}  duration {e['duration_s']}")
+
+
+def cmd_event_add(args) -> int:
+    _need_root()
+    running = dcapi.RunningDatacenter.attach(_dc_name(args))
+    event = running.request("event_add", vm=args.vm, type=args.type, duration=args.duration,
+                            description=args.description, **{"in": args.in_})["event"]
+    print(_event_line(event))
+    return 0
+
+
+def cmd_event_approve(args) -> int:
+    _need_root()
+    running = dcapi.RunningDatacenter.attach(_dc_name(args))
+    print(_event_line(running.request("approve", id=args.id)["event"]))
+    return 0
+
+
+def cmd_events(args) -> int:
+    _need_root()
+    answer = dcapi.RunningDatacenter.attach(_dc_name(args)).request("events")
+    if args.json:
+        print(json.dumps(answer["events"], indent=2))
+    else:
+        print(f"DocumentIncarnation {answer['document_incarnation']}, {len(answer['events'])} events")
+        for e in answer["events"]:
+            print("  " + _event_line(e))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``netsim`` command."""
     p = argparse.ArgumentParser(prog="netsim", description="Emulate a cloud datacenter's hosts and their "
@@ -166,14 +200,30 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_exec)
     sp = named(sub.add_parser("reach", help="matrix of who reaches whom (ICMP, and TCP to metadata)"))
     sp.add_argument("--json", action="store_true")
-    sp.add_argument("--metadata", action="store_true", help="also probe each VM's 169.254.169.254:80")
+    sp.add_argument("--no-metadata", dest="metadata", action="store_false",
+                    help="skip the TCP probe of each VM's 169.254.169.254:80")
     sp.add_argument("--timeout", type=float, default=1.0)
     sp.set_defaults(func=cmd_reach)
     sp = sub.add_parser("demo", help="build a datacenter, show its status and reachability, tear it down")
     sp.add_argument("topology", nargs="?", help="topology TOML file (default: the embedded default)")
     sp.add_argument("--name", help="datacenter name (default: demo)")
-    sp.add_argument("--metadata", action="store_true", help="also probe 169.254.169.254:80 from each VM")
-    sp.set_defaults(func=cmd_demo)
+    sp.set_defaults(func=cmd_demo, metadata=True)
+    sp = named(sub.add_parser("event", help="scheduled events: add one, approve one"))
+    evsub = sp.add_subparsers(dest="event_command", required=True)
+    ea = named(evsub.add_parser("add", help="file a one-off event for a VM"))
+    ea.add_argument("vm")
+    ea.add_argument("--type", default="Reboot", choices=["Freeze", "Reboot", "Redeploy", "Preempt", "Terminate"])
+    ea.add_argument("--in", dest="in_", type=float, default=900.0, metavar="SECONDS",
+                    help="NotBefore is this many seconds from now (default 900)")
+    ea.add_argument("--duration", type=int, default=-1, metavar="SECONDS", help="DurationInSeconds (-1: unknown)")
+    ea.add_argument("--description", default="")
+    ea.set_defaults(func=cmd_event_add)
+    ep = named(evsub.add_parser("approve", help="approve (start) an event, as a VM's StartRequests would"))
+    ep.add_argument("id")
+    ep.set_defaults(func=cmd_event_approve)
+    sp = named(sub.add_parser("events", help="list scheduled events"))
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_events)
     return p
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Sequence
 
-from netsim import hostexec, names, netns
+from netsim import control, hostexec, names, netns
 from netsim.builder import Progress, build
 from netsim.errors import StateError
 from netsim.rtnl import Rtnl
@@ -25,6 +27,23 @@ def _start_time(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    state = None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    if state == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        except ChildProcessError:
+            pass
+        return False
+    return True
 
 
 class RunningDatacenter:
@@ -114,6 +133,52 @@ class RunningDatacenter:
                 "timers": self.topology.timers, "nodes": nodes, "vms": vms, "hosts": extras,
                 "namespaces": len(present)}
 
+    # -- daemon --------------------------------------------------------------------------
+
+    def start_daemon(self) -> int:
+        """Start the datacenter's daemon, journal its PID and wait until it answers."""
+        log = open(self.state.file("daemon.log"), "ab")
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "netsim.daemon", "--name", self.name],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                    env={**os.environ, "NETSIM_STATE_DIR": os.path.dirname(self.state.path)})
+        finally:
+            log.close()
+        self.record_process(proc.pid, "daemon")
+        deadline = time.monotonic() + DAEMON_START_TIMEOUT
+        while True:
+            try:
+                control.request(self.name, "ping", timeout=2.0)
+                return proc.pid
+            except StateError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = open(self.state.file("daemon.log"), errors="replace").read()[-600:]
+                    raise StateError(f"the daemon of {self.name!r} did not start; its log ends:\n{tail}") from None
+                time.sleep(0.05)
+
+    def request(self, command: str, **args) -> dict:
+        """Send a command to the datacenter's daemon (see :mod:`netsim.daemon`)."""
+        return control.request(self.name, command, **args)
+
+    def claims(self) -> dict[str, dict]:
+        """Each VM's RFC 3927 claim: ``{"state": ..., "address": ...}`` (empty when static)."""
+        return self.request("linklocal")["vms"]
+
+    def wait_for_claims(self, timeout: float, progress: Progress | None = None) -> None:
+        """Wait until every VM has claimed a link-local address."""
+        deadline = time.monotonic() + timeout
+        while True:
+            claims = self.claims()
+            bound = sum(1 for c in claims.values() if c.get("address"))
+            if progress:
+                progress("claiming link-local addresses", bound, len(self.topology.vms))
+            if bound == len(self.topology.vms):
+                return
+            if time.monotonic() > deadline:
+                raise StateError(f"only {bound} of {len(self.topology.vms)} VMs claimed a link-local address "
+                                 f"within {timeout:.0f} s; see {self.state.file('daemon.log')}")
+            time.sleep(0.1)
+
     # -- teardown ------------------------------------------------------------------------
 
     def down(self) -> int:
@@ -126,6 +191,9 @@ class RunningDatacenter:
                     os.kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+                time.sleep(0.02)
             end_processes(pids, timeout=5.0)
             recorded = [r[1] for r in journal if r[0] == "ns"]
             removed = remove_namespaces(recorded + netns.list_names(names.dc_prefix(self.name)))
@@ -133,10 +201,26 @@ class RunningDatacenter:
         return removed
 
 
-def up(topology: Datacenter, progress: Progress | None = None) -> RunningDatacenter:
-    """Build ``topology`` and return it running."""
+DAEMON_START_TIMEOUT = 20.0
+
+
+def up(topology: Datacenter, progress: Progress | None = None, *, daemon: bool = True,
+       wait_claims: float | None = 60.0) -> RunningDatacenter:
+    """Build ``topology``, start its daemon (metadata servers, link-local claiming) and
+    return it running; with ``linklocal = "claim"`` wait until every VM holds an address
+    (at most ``wait_claims`` seconds). Anything that fails is torn down again."""
     state = build(topology, progress=progress)
-    return RunningDatacenter(topology, state)
+    running = RunningDatacenter(topology, state)
+    if not daemon:
+        return running
+    try:
+        running.start_daemon()
+        if topology.linklocal == "claim" and wait_claims:
+            running.wait_for_claims(wait_claims, progress)
+    except BaseException:
+        running.down()
+        raise
+    return running
 
 
 def cleanup(name: str | None = None) -> dict[str, int]:

@@ -76,3 +76,41 @@ table inet netsim {
     }
 }
 """
+
+
+def port_security(ports: dict[str, tuple[str, list[str]]], metadata_address: str) -> str:
+    """Bridge rules for a node: ``ports`` maps a VM port name to (its MAC, addresses it may
+    claim in ARP; an empty list means any link-local address, for RFC 3927 claiming).
+
+    A VM port may only send frames, and ARP, from its own MAC; no VM may answer or announce
+    ARP for the metadata address; and a VM may not announce another VM's address. Cloud
+    virtual switches enforce the same (ARCHITECTURE.md, "Port security").
+    """
+    macs = ", ".join(f'"{port}" . {mac}' for port, (mac, _) in ports.items())
+    fixed = [f'"{port}" . {ip}' for port, (_, ips) in ports.items() for ip in ips]
+    rules = [
+        'iifname "p-*" iifname . ether saddr != @port_mac counter drop comment "MAC spoofing"',
+        'iifname "p-*" iifname . arp saddr ether != @port_mac counter drop comment "ARP sender MAC spoofing"',
+        f'iifname "p-*" arp saddr ip {metadata_address} counter drop comment "ARP for the metadata address"',
+    ]
+    fixed_set = ""
+    if fixed:
+        fixed_set = (f"    set port_ip {{ type ifname . ipv4_addr; elements = {{ {', '.join(fixed)} }} }}\n")
+        checked = ", ".join(f'"{p}"' for p, (_, ips) in ports.items() if ips)
+        # RFC 3927 probes carry sender address 0.0.0.0 and stay allowed.
+        rules.append(f'iifname {{ {checked} }} arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @port_ip '
+                     'counter drop comment "ARP for an address that is not the VM\'s"')
+    body = "\n".join(f"        {r}" for r in rules)
+    return f"""
+table bridge netsim_portsec {{
+    set port_mac {{ type ifname . ether_addr; elements = {{ {macs} }} }}
+{fixed_set}    chain forward {{
+        type filter hook forward priority 0; policy accept;
+{body}
+    }}
+    chain input {{
+        type filter hook input priority 0; policy accept;
+{body}
+    }}
+}}
+"""

@@ -76,5 +76,5 @@ def render(rows: list[dict]) -> str:
     lines = ["from".ljust(width) + "".join(d.ljust(width) for d in dests)]
     for s in sources:
         lines.append(s.ljust(width) + "".join(cell.get((s, d), ".").ljust(width) for d in dests))
-    lines.append("R routable, L link-local, M its node's 169.254.169.254:80; '-' not reached, '.' self")
+    lines.append("R routable, L link-local, M its node's 169.254.169.254:80; '-' not reached, '.' self or not applicable")
     return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""The daemon's control socket: JSON lines over a Unix socket in the state folder."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from netsim.errors import NetsimError, StateError
+from netsim.state import StateDir
+
+SOCKET_NAME = "control.sock"
+
+
+class ControlError(NetsimError):
+    """The daemon refused a request; the message is the daemon's."""
+
+
+def request(dc_name: str, command: str, timeout: float = 10.0, **args) -> dict:
+    """Send one command to datacenter ``dc_name``'s daemon and return its answer."""
+    path = StateDir(dc_name).file(SOCKET_NAME)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise StateError(f"the daemon of datacenter {dc_name!r} is not running "
+                             f"(no {path}); is the datacenter up?") from None
+        sock.sendall(json.dumps({"command": command, **args}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    if not data:
+        raise StateError(f"the daemon of datacenter {dc_name!r} closed the connection without answering")
+    answer = json.loads(data)
+    if not answer.get("ok"):
+        raise ControlError(answer.get("error", "the daemon refused the request"))
+    return answer

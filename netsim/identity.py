@@ -1,0 +1,101 @@
+"""Who is calling the metadata server, from where the request entered the node.
+
+The peer address of a connection is looked up in the node's neighbour table (its MAC),
+the MAC in the bridge's forwarding database (the port it was learned on), and the port
+must be that VM's port. Nothing in the request itself is trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+from pyroute2.netlink.rtnl import RTM_GETNEIGH
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+from netsim import names
+from netsim.rtnl import Rtnl
+from netsim.topology import addressing
+from netsim.topology.model import Datacenter
+from server.identity import VmIdentity
+
+CACHE_SECONDS = 1.0
+
+
+def vm_id(dc: str, vm: str) -> str:
+    """A stable vmId (a UUID derived from the datacenter's and VM's names)."""
+    return str(uuid.UUID(bytes=hashlib.sha256(f"{dc}/{vm}".encode()).digest()[:16], version=4))
+
+
+def identity_of(dc: Datacenter, vm_name: str, link_local: str = "") -> VmIdentity:
+    """The metadata identity of a VM."""
+    vm = dc.vm(vm_name)
+    node = dc.node(vm.node)
+    slot = [v.name for v in dc.vms_on(vm.node)].index(vm.name)
+    return VmIdentity(
+        name=vm.name, vm_id=vm_id(dc.name, vm.name), node=vm.node, location=dc.location,
+        update_domain=vm.update_domain, fault_domain=vm.fault_domain,
+        availability_set=vm.availability_set or "", vm_size=vm.size, os_type=vm.os_type,
+        mac=addressing.vm_mac(dc.name, vm.index), link_local=link_local,
+        address=addressing.vm_routable(node.index, slot), prefix=24,
+        subnet=addressing.node_addresses(node.index).subnet,
+        resource_group=f"netsim-{dc.name}",
+    )
+
+
+class NeighbourResolver:
+    """Maps a peer address seen on a node to the VM behind it (or None)."""
+
+    def __init__(self, dc: Datacenter, node: str, link_local_of: Callable[[str], str] | None = None) -> None:
+        self.dc, self.node = dc, node
+        self.link_local_of = link_local_of or (lambda vm: addressing.static_link_local(dc.vm(vm).index)
+                                               if dc.linklocal == "static" else "")
+        self.ns = names.node_ns(dc.name, node)
+        self._sock: Rtnl | None = None
+        self._by_mac = {addressing.vm_mac(dc.name, v.index): v.name for v in dc.vms}
+        self._cache: dict[str, tuple[float, VmIdentity | None]] = {}
+
+    def _rtnl(self) -> Rtnl:
+        if self._sock is None:
+            self._sock = Rtnl.in_namespace(self.ns)
+        return self._sock
+
+    def close(self) -> None:
+        """Close the node socket."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _fdb_port(self, mac: str) -> int | None:
+        msg = ndmsg()
+        msg["family"] = socket.AF_BRIDGE
+        for entry in self._rtnl()._dump(msg, RTM_GETNEIGH, ndmsg):
+            if entry.get_attr("NDA_LLADDR") == mac and entry.get_attr("NDA_MASTER") == names.NIC_INDEX:
+                return entry["ifindex"]
+        return None
+
+    def __call__(self, peer_ip: str) -> VmIdentity | None:
+        now = time.monotonic()
+        hit = self._cache.get(peer_ip)
+        if hit and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        found = self._resolve(peer_ip)
+        self._cache[peer_ip] = (now, found)
+        return found
+
+    def _resolve(self, peer_ip: str) -> VmIdentity | None:
+        sock = self._rtnl()
+        mac = next((n.lladdr for n in sock.neighbours()
+                    if n.address == peer_ip and n.ifindex == names.NIC_INDEX and n.lladdr), None)
+        vm = self._by_mac.get(mac or "")
+        if vm is None:
+            return None
+        port = self._fdb_port(mac)
+        links = {index: name for name, index in sock.links().items()}
+        if port is None or links.get(port) != names.vm_port(vm):
+            return None  # the MAC was not learned on that VM's own port
+        link_local = peer_ip if peer_ip.startswith("169.254.") else self.link_local_of(vm)
+        return identity_of(self.dc, vm, link_local)
