@@ -2,8 +2,9 @@
 """Build and tear down N nodes x 10 VMs; print build/teardown time, per-VM cost, RSS, fds.
 
 Run as root: .venv/bin/python bench/topology.py [--nodes 1 10 50 100] [--vms-per-node 10]
-Each row is the median of --runs runs. Teardown includes waiting until the kernel has
-really destroyed every namespace.
+Each row is the median of --runs runs. It measures the kernel objects alone (static
+link-local addresses, no daemon); bench/linklocal.py measures claiming. Teardown
+includes waiting until the kernel has really destroyed every namespace.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def open_fds() -> int:
 
 
 def one_run(nodes: int, per_node: int) -> tuple[float, float, int, int]:
-    topo = grid(f"bench{nodes % 1000}"[:8], nodes, per_node)
+    topo = grid(f"bench{nodes % 1000}"[:8], nodes, per_node, linklocal="static")
     peak_fds = 0
 
     def progress(what, done, total):
@@ -37,7 +38,7 @@ def one_run(nodes: int, per_node: int) -> tuple[float, float, int, int]:
             peak_fds = max(peak_fds, open_fds())
 
     t0 = time.perf_counter()
-    running = dcapi.up(topo, progress=progress)
+    running = dcapi.up(topo, progress=progress, daemon=False)
     t1 = time.perf_counter()
     removed = running.down()
     t2 = time.perf_counter()

@@ -119,10 +119,8 @@ class _Build:
             for slot, vm in enumerate(dc.vms_on(node.name)):
                 self.build_vm(vm, slot, node, sock, plan)
                 allowed = [addressing.vm_routable(node.index, slot)]
-                if dc.linklocal == "static":
+                if dc.linklocal == "static":  # claimed addresses are added as VMs claim them
                     allowed.append(addressing.static_link_local(vm.index))
-                else:
-                    allowed = []  # any link-local address may be claimed; see nft.port_security
                 ports[names.vm_port(vm.name)] = (addressing.vm_mac(dc.name, vm.index), allowed)
             if ports:
                 nft.run(node_fd, nft.port_security(ports, addressing.METADATA_ADDRESS))

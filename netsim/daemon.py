@@ -54,7 +54,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         if self.dc.linklocal == "claim":
-            from netsim.linklocal.service import LinkLocalService
+            from netsim.claims import LinkLocalService
             self.linklocal = LinkLocalService(self.dc)
             self.linklocal.start()
         for node in self.dc.nodes:

@@ -79,38 +79,45 @@ table inet netsim {
 
 
 def port_security(ports: dict[str, tuple[str, list[str]]], metadata_address: str) -> str:
-    """Bridge rules for a node: ``ports`` maps a VM port name to (its MAC, addresses it may
-    claim in ARP; an empty list means any link-local address, for RFC 3927 claiming).
+    """Bridge rules for a node: ``ports`` maps a VM port name to (its MAC, the addresses it
+    owns from the start). More owned addresses are added as VMs claim them
+    (:func:`claim_commands`).
 
     A VM port may only send frames, and ARP, from its own MAC; no VM may answer or announce
-    ARP for the metadata address; and a VM may not announce another VM's address. Cloud
-    virtual switches enforce the same (ARCHITECTURE.md, "Port security").
+    ARP for the metadata address; and no VM may announce an address another VM owns. Cloud
+    virtual switches enforce the same (ARCHITECTURE.md, "Port security"). An address
+    nobody owns yet stays free to probe and announce: that is how RFC 3927 claims one.
     """
     macs = ", ".join(f'"{port}" . {mac}' for port, (mac, _) in ports.items())
-    fixed = [f'"{port}" . {ip}' for port, (_, ips) in ports.items() for ip in ips]
-    rules = [
+    owned = [(ip, port) for port, (_, ips) in ports.items() for ip in ips]
+    claimed = f"elements = {{ {', '.join(ip for ip, _ in owned)} }}" if owned else ""
+    owners = f"elements = {{ {', '.join(f'{ip} . {chr(34)}{port}{chr(34)}' for ip, port in owned)} }}" if owned else ""
+    rules = "\n".join(f"        {r}" for r in (
         'iifname "p-*" iifname . ether saddr != @port_mac counter drop comment "MAC spoofing"',
         'iifname "p-*" iifname . arp saddr ether != @port_mac counter drop comment "ARP sender MAC spoofing"',
         f'iifname "p-*" arp saddr ip {metadata_address} counter drop comment "ARP for the metadata address"',
-    ]
-    fixed_set = ""
-    if fixed:
-        fixed_set = (f"    set port_ip {{ type ifname . ipv4_addr; elements = {{ {', '.join(fixed)} }} }}\n")
-        checked = ", ".join(f'"{p}"' for p, (_, ips) in ports.items() if ips)
-        # RFC 3927 probes carry sender address 0.0.0.0 and stay allowed.
-        rules.append(f'iifname {{ {checked} }} arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @port_ip '
-                     'counter drop comment "ARP for an address that is not the VM\'s"')
-    body = "\n".join(f"        {r}" for r in rules)
+        'iifname "p-*" arp saddr ip @claimed arp saddr ip . iifname != @owner counter drop '
+        'comment "ARP for an address another VM owns"',
+    ))
     return f"""
 table bridge netsim_portsec {{
     set port_mac {{ type ifname . ether_addr; elements = {{ {macs} }} }}
-{fixed_set}    chain forward {{
+    set claimed {{ type ipv4_addr; {claimed} }}
+    set owner {{ type ipv4_addr . ifname; {owners} }}
+    chain forward {{
         type filter hook forward priority 0; policy accept;
-{body}
+{rules}
     }}
     chain input {{
         type filter hook input priority 0; policy accept;
-{body}
+{rules}
     }}
 }}
 """
+
+
+def claim_commands(port: str, address: str, owned: bool) -> str:
+    """nft commands recording that the VM behind ``port`` now owns (or gave up) ``address``."""
+    verb = "add" if owned else "delete"
+    return (f"{verb} element bridge netsim_portsec claimed {{ {address} }}\n"
+            f'{verb} element bridge netsim_portsec owner {{ {address} . "{port}" }}\n')

@@ -6,7 +6,9 @@ Fixtures:
   session builds, so tests never touch the state of datacenters a user runs.
 - ``datacenter_factory`` (function): ``make(topology=None, **settings)`` builds a
   datacenter (default topology, a :class:`~netsim.topology.Datacenter`, TOML text or a
-  path) under a unique name and tears it down after the test.
+  path) under a unique name, starts its daemon, waits until every VM has claimed its
+  link-local address, and tears it down after the test. VMs claim with the fast timer
+  profile (RFC 3927 intervals / 10) unless ``timers="rfc"`` is passed.
 - ``datacenter`` (function): the default topology, built.
 - ``host_exec`` (function): ``host_exec(host, *argv)`` runs a command in a host of the
   test's latest datacenter and returns the CompletedProcess.
@@ -89,6 +91,9 @@ class _Factory:
             topo = parse(topology, "<test topology>")
         else:
             topo = load(topology)
+        # Tests claim link-local addresses with the fast timer profile unless told otherwise.
+        if topo.linklocal == "claim" and topo.timers == "rfc" and "timers" not in settings:
+            settings["timers"] = "fast"
         topo = replace(topo, name=settings.pop("name", unique_name()), **settings)
         running = dcapi.up(topo)
         self.running.append(running)

@@ -54,11 +54,18 @@ def test_the_host_namespace_has_no_link_or_route_into_the_datacenter(datacenter)
 
 def test_vm_namespace_has_lo_eth0_addresses_and_default_route(datacenter, host_exec):
     out = host_exec("web1", "ip", "-o", "-4", "addr").stdout
-    assert "lo" in out and "198.18.0.2/24" in out and "169.254.1.1/16" in out
+    ll = datacenter.link_local_addresses()["web1"]
+    assert "lo" in out and "198.18.0.2/24" in out and f"{ll}/16" in out
     assert "default via 198.18.0.1 dev eth0" in host_exec("web1", "ip", "route").stdout
     bridge = host_exec("node:n1", "ip", "-d", "link", "show", "br0").stdout
     assert "stp_state 0" in bridge
     assert "169.254.169.254/16" in host_exec("node:n1", "ip", "-o", "-4", "addr", "show", "br0").stdout
+
+
+def test_static_link_local_mode_gives_deterministic_addresses(datacenter_factory, host_exec):
+    dc = datacenter_factory(linklocal="static")
+    assert dc.link_local_addresses() == {"web1": "169.254.1.1", "web2": "169.254.1.2", "web3": "169.254.1.3"}
+    assert "169.254.1.1/16" in host_exec("web1", "ip", "-o", "-4", "addr").stdout
 
 
 def test_two_datacenters_coexist(datacenter_factory, assert_reachable):

@@ -17,15 +17,23 @@ def netsim(*args, check=True):
     return proc
 
 
-def test_up_status_exec_reach_down(netsim_state_dir):
+def load_default_text():
+    from importlib import resources
+    return resources.files("netsim.topology").joinpath("default.toml").read_text()
+
+
+def test_up_status_exec_reach_down(tmp_path, netsim_state_dir):
     name = f"cli{os.getpid() % 10000}"
-    out = netsim("up", "--name", name).stdout
+    topo = tmp_path / "fast.toml"
+    topo.write_text(load_default_text().replace('timers = "rfc"', 'timers = "fast"'))
+    out = netsim("up", str(topo), "--name", name).stdout
     assert f"datacenter {name} is up: 2 nodes, 3 VMs" in out
     try:
         status = json.loads(netsim("status", "--name", name, "--json").stdout)
         assert [v["name"] for v in status["vms"]] == ["web1", "web2", "web3"]
         assert all(v["present"] for v in status["vms"]) and status["namespaces"] == 9
-        assert status["vms"][0]["link_local"] == "169.254.1.1"
+        assert all(v["link_local"].startswith("169.254.") for v in status["vms"])
+        assert status["vms"][0]["link_local"] != status["vms"][2]["link_local"]
         text = netsim("status", "--name", name).stdout
         assert "web1" in text and "198.18.0.2" in text
         addr = netsim("exec", "--name", name, "web1", "--", "ip", "-o", "-4", "addr", "show", "eth0").stdout

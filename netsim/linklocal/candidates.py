@@ -11,6 +11,7 @@ sequence of candidates in every process and on every run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import random
@@ -70,6 +71,15 @@ def normalize_reserved(reserved: Iterable[str]) -> frozenset[int]:
     return frozenset(out)
 
 
+@functools.lru_cache(maxsize=64)
+def _excluded(reserved: frozenset[str]) -> frozenset[int]:
+    # Cached: a driver gives every VM the same reserved set; parse it once, share it.
+    out = normalize_reserved(reserved) | {int(ipaddress.IPv4Address(METADATA_ADDRESS))}
+    if sum(FIRST <= a <= LAST for a in out) >= LAST - FIRST:
+        raise LinkLocalError("the reserved set leaves no link-local address to choose")
+    return out
+
+
 class Candidates:
     """The sequence of candidate addresses for one interface.
 
@@ -82,9 +92,7 @@ class Candidates:
 
     def __init__(self, mac: bytes | str, reserved: Iterable[str] = frozenset()) -> None:
         self._seed = seed_from_mac(mac)
-        self._reserved = normalize_reserved(reserved) | {int(ipaddress.IPv4Address(METADATA_ADDRESS))}
-        if sum(FIRST <= a <= LAST for a in self._reserved) >= LAST - FIRST:
-            raise LinkLocalError("the reserved set leaves no link-local address to choose")
+        self._reserved = _excluded(frozenset(reserved))
         self._rng = random.Random(self._seed)
         self._previous: int | None = None
 

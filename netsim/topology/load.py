@@ -5,7 +5,7 @@ Format (every key but ``name`` is optional)::
     [datacenter]
     name = "dc1"            # at most 8 characters: it prefixes every namespace
     location = "westeurope"
-    linklocal = "static"    # or "claim" (RFC 3927 over raw ARP)
+    linklocal = "claim"     # RFC 3927 over raw ARP; or "static" (deterministic addresses)
     timers = "rfc"          # or "fast" (RFC 3927 intervals divided; not conformant)
 
     [[node]]
@@ -129,7 +129,7 @@ def parse(text: str, file: str | None = None) -> Datacenter:
 
     fail = failer("datacenter", -1)
     settings = {key: _get(dc_table, key, str, default, fail)
-                for key, default in (("location", "westeurope"), ("linklocal", "static"), ("timers", "rfc"))}
+                for key, default in (("location", "westeurope"), ("linklocal", "claim"), ("timers", "rfc"))}
     for key, choices in _CHOICES.items():
         if settings[key] not in choices:
             fail(key, f"must be one of {', '.join(repr(c) for c in choices)}, not {settings[key]!r}")

@@ -57,7 +57,7 @@ class Datacenter:
     vms: tuple[VM, ...]
     availability_sets: tuple[AvailabilitySet, ...] = ()
     location: str = "westeurope"
-    linklocal: LinkLocalMode = "static"
+    linklocal: LinkLocalMode = "claim"
     timers: TimerProfile = "rfc"
     source: str | None = field(default=None, compare=False)
 

@@ -12,7 +12,7 @@ def test_default_topology_spreads_web_over_two_nodes_round_robin():
     assert [(v.name, v.node, v.update_domain, v.fault_domain) for v in dc.vms] == [
         ("web1", "n1", 0, 0), ("web2", "n2", 1, 1), ("web3", "n1", 2, 0)]
     assert dc.availability_set("web").update_domains == 5
-    assert dc.linklocal == "static" and dc.timers == "rfc"
+    assert dc.linklocal == "claim" and dc.timers == "rfc"
 
 
 def test_explicit_placement_and_domains_override_round_robin():

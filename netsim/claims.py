@@ -1,0 +1,71 @@
+"""The datacenter's RFC 3927 claims: every VM's link-local address, claimed over raw ARP
+by one :class:`~netsim.linklocal.driver.LinkLocalDriver` running in a daemon thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from netsim import names, nft
+from netsim.linklocal.constants import RFC_TIMERS, Timers
+from netsim.linklocal.driver import LinkLocalDriver
+from netsim.linklocal.machine import Bind
+from netsim.topology import addressing
+from netsim.topology.model import Datacenter
+
+log = logging.getLogger("netsim.claims")
+FAST_FACTOR = 10.0  # timers = "fast": every RFC 3927 interval divided by this
+
+
+def timers_for(dc: Datacenter) -> Timers:
+    """The datacenter's timer profile: the RFC's, or the fast one (not conformant)."""
+    return RFC_TIMERS if dc.timers == "rfc" else RFC_TIMERS.scaled(FAST_FACTOR)
+
+
+class LinkLocalService:
+    """Claims a link-local address for every VM of a datacenter, from one thread."""
+
+    def __init__(self, dc: Datacenter) -> None:
+        self.dc = dc
+        self.timers = timers_for(dc)
+        self.driver = LinkLocalDriver(timers=self.timers, reserved=frozenset({addressing.METADATA_ADDRESS}),
+                                      listener=self._claimed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.driver.run, args=(self._stop,), name="linklocal", daemon=True)
+
+    def _claimed(self, vm: str, action) -> None:
+        """Tell the node's port security who owns a newly bound (or released) address."""
+        bound = isinstance(action, Bind)
+        node = self.dc.vm(vm).node
+        try:
+            nft.run(names.node_ns(self.dc.name, node), nft.claim_commands(names.vm_port(vm), action.address, bound))
+        except nft.NftError as exc:  # e.g. a VM's second claim of the same address
+            log.warning("port security of %s for %s: %s", node, vm, exc)
+
+    def start(self) -> None:
+        """Open every VM's ARP socket, start every claim, and run the loop."""
+        for vm in self.dc.vms:
+            self.driver.add(vm.name, names.vm_ns(self.dc.name, vm.name), names.VM_IFNAME,
+                            addressing.vm_mac(self.dc.name, vm.index))
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop and close the sockets."""
+        self._stop.set()
+        self._thread.join(5)
+        self.driver.close()
+
+    def address_of(self, vm: str) -> str | None:
+        """The VM's bound address, or None while it has none."""
+        return self.driver.status().get(vm, (None, None))[1]
+
+    def link_event(self, vm: str, up: bool) -> None:
+        """The VM's link went down or up: a link that comes back claims again."""
+        self.driver.link_event(vm, up)
+
+    def status(self) -> dict[str, dict]:
+        """JSON-ready ``{vm: {"state", "address", "timers"}}``."""
+        profile = "rfc" if self.timers.conformant else f"fast (RFC / {FAST_FACTOR:g}, not RFC 3927 conformant)"
+        return {vm: {"state": state.name if hasattr(state, "name") else str(state), "address": address,
+                     "timers": profile}
+                for vm, (state, address) in self.driver.status().items()}
