@@ -88,16 +88,36 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
+    timers = status["timers"] + (" (RFC 3927 intervals / 10: NOT conformant)" if status["timers"] == "fast" else "")
     print(f"datacenter {status['name']} ({status['status']}), location {status['location']}, "
-          f"link-local {status['linklocal']}, timers {status['timers']}, {status['namespaces']} namespaces")
+          f"link-local {status['linklocal']}, timers {timers}, {status['namespaces']} namespaces")
     for node in status["nodes"]:
         print(f"  node {node['name']:<12} {'up' if node['present'] else 'MISSING':<8} subnet {node['subnet']}")
         for vm in (v for v in status["vms"] if v["node"] == node["name"]):
             print(f"    vm {vm['name']:<12} {'up' if vm['present'] else 'MISSING':<8} UD{vm['update_domain']} "
                   f"FD{vm['fault_domain']}  {vm['routable']:<15} {vm['link_local'] or '(no link-local)':<16} "
-                  f"{vm['mac']}")
+                  f"{vm['mac']}  {vm.get('claim') or ''}")
     for host in status["hosts"]:
         print(f"  {host['name']:<17} {'up' if host['present'] else 'MISSING':<8} {host['address']}")
+    return 0
+
+
+def cmd_capture(args) -> int:
+    _need_root()
+    running = dcapi.RunningDatacenter.attach(_dc_name(args))
+    from netsim.capture import capture
+    path = args.output or f"{running.name}-{args.node}.pcap"
+    print(f"capturing on br0 of node {args.node} for {args.duration:g} s ...", file=sys.stderr)
+    count = capture(running.namespace(f"node:{args.node}"), path, args.duration)
+    print(f"{count} frames written to {path}")
+    return 0
+
+
+def cmd_link(args) -> int:
+    _need_root()
+    running = dcapi.RunningDatacenter.attach(_dc_name(args))
+    running.set_link(args.vm, args.state == "up")
+    print(f"{args.vm}: link {args.state}")
     return 0
 
 
@@ -208,6 +228,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("topology", nargs="?", help="topology TOML file (default: the embedded default)")
     sp.add_argument("--name", help="datacenter name (default: demo)")
     sp.set_defaults(func=cmd_demo, metadata=True)
+    sp = named(sub.add_parser("capture", help="write a node bridge's frames to a pcap file"))
+    sp.add_argument("node")
+    sp.add_argument("-o", "--output", help="pcap file (default: DC-NODE.pcap)")
+    sp.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    sp.set_defaults(func=cmd_capture)
+    sp = named(sub.add_parser("link", help="take a VM's link down or up (it claims its address again)"))
+    sp.add_argument("vm")
+    sp.add_argument("state", choices=["up", "down"])
+    sp.set_defaults(func=cmd_link)
     sp = named(sub.add_parser("event", help="scheduled events: add one, approve one"))
     evsub = sp.add_subparsers(dest="event_command", required=True)
     ea = named(evsub.add_parser("add", help="file a one-off event for a VM"))

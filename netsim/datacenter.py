@@ -109,6 +109,10 @@ class RunningDatacenter:
         """A JSON-ready description: nodes, VMs with addresses and whether each namespace exists."""
         present = set(netns.list_names(names.dc_prefix(self.name)))
         lla = self.link_local_addresses()
+        try:
+            claims = self.claims() if self.topology.linklocal == "claim" else {}
+        except StateError:
+            claims = {}
         vms = []
         for vm in self.topology.vms:
             ns = names.vm_ns(self.name, vm.name)
@@ -119,6 +123,7 @@ class RunningDatacenter:
                 "mac": addressing.vm_mac(self.name, vm.index),
                 "routable": self.routable_address(vm.name), "link_local": lla.get(vm.name),
                 "link_local_mode": self.topology.linklocal,
+                "claim": claims.get(vm.name, {}).get("state"),
             })
         nodes = [{"name": n.name, "namespace": names.node_ns(self.name, n.name),
                   "present": names.node_ns(self.name, n.name) in present,
@@ -164,12 +169,21 @@ class RunningDatacenter:
         """Each VM's RFC 3927 claim: ``{"state": ..., "address": ...}`` (empty when static)."""
         return self.request("linklocal")["vms"]
 
+    def set_link(self, vm: str, up: bool) -> None:
+        """Take a VM's eth0 down or up for real; a link that comes back claims its address again."""
+        self.topology.vm(vm)
+        with Rtnl.in_namespace(names.vm_ns(self.name, vm)) as sock:
+            sock.set_link(names.NIC_INDEX, up=up, what=f"setting eth0 of {vm} {'up' if up else 'down'}")
+            sock.flush()
+        if self.topology.linklocal == "claim":
+            self.request("link", vm=vm, up=up)
+
     def wait_for_claims(self, timeout: float, progress: Progress | None = None) -> None:
-        """Wait until every VM has claimed a link-local address."""
+        """Wait until every VM has claimed a link-local address and finished announcing it."""
         deadline = time.monotonic() + timeout
         while True:
             claims = self.claims()
-            bound = sum(1 for c in claims.values() if c.get("address"))
+            bound = sum(1 for c in claims.values() if c.get("address") and c.get("state") == "BOUND")
             if progress:
                 progress("claiming link-local addresses", bound, len(self.topology.vms))
             if bound == len(self.topology.vms):
