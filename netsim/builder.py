@@ -22,6 +22,7 @@ from netsim.topology import addressing
 from netsim.topology.model import Datacenter
 
 Progress = Callable[[str, int, int], None]
+LINK_LOCAL_ROUTE_METRIC = 1024
 
 
 def _enter_new(state: StateDir, name: str, *, forwarding: bool = False) -> tuple[Rtnl, int]:
@@ -142,8 +143,9 @@ class _Build:
                 sock.add_address(names.NIC_INDEX, addressing.static_link_local(vm.index), 16)
             else:
                 # RFC 3927 section 2.6: link-local destinations are on-link even before
-                # an address is claimed.
-                sock.add_route("169.254.0.0/16", oif=names.NIC_INDEX)
+                # an address is claimed. The metric lets the kernel's own route, with the
+                # claimed address as source, win once there is one.
+                sock.add_route("169.254.0.0/16", oif=names.NIC_INDEX, metric=LINK_LOCAL_ROUTE_METRIC)
             sock.add_route("default", gateway=plan.gateway)
             sock.flush()
         finally:

@@ -22,7 +22,8 @@ from netsim.topology import addressing
 from netsim.topology.model import Datacenter
 from server.identity import VmIdentity
 
-CACHE_SECONDS = 1.0
+CACHE_SECONDS = 1.0         # how long one read of the node's tables answers every peer
+MISS_REFRESH_SECONDS = 0.05  # how often one unknown peer may make them be read again
 
 
 def vm_id(dc: str, vm: str) -> str:
@@ -56,7 +57,9 @@ class NeighbourResolver:
         self.ns = names.node_ns(dc.name, node)
         self._sock: Rtnl | None = None
         self._by_mac = {addressing.vm_mac(dc.name, v.index): v.name for v in dc.vms}
-        self._cache: dict[str, tuple[float, VmIdentity | None]] = {}
+        self._by_ip: dict[str, str] = {}
+        self._taken = -1e9
+        self._missed: dict[str, float] = {}
 
     def _rtnl(self) -> Rtnl:
         if self._sock is None:
@@ -69,33 +72,35 @@ class NeighbourResolver:
             self._sock.close()
             self._sock = None
 
-    def _fdb_port(self, mac: str) -> int | None:
+    def _snapshot(self) -> dict[str, str]:
+        """Peer address -> VM, from one read of the neighbour table, FDB and links."""
+        sock = self._rtnl()
+        ports = {index: name for name, index in sock.links().items()}
         msg = ndmsg()
         msg["family"] = socket.AF_BRIDGE
-        for entry in self._rtnl()._dump(msg, RTM_GETNEIGH, ndmsg):
-            if entry.get_attr("NDA_LLADDR") == mac and entry.get_attr("NDA_MASTER") == names.NIC_INDEX:
-                return entry["ifindex"]
-        return None
+        learned = {e.get_attr("NDA_LLADDR"): ports.get(e["ifindex"])
+                   for e in sock._dump(msg, RTM_GETNEIGH, ndmsg) if e.get_attr("NDA_MASTER") == names.NIC_INDEX}
+        found = {}
+        for n in sock.neighbours():
+            vm = self._by_mac.get(n.lladdr or "")
+            # The MAC must have been learned on that VM's own port of the bridge.
+            if n.ifindex == names.NIC_INDEX and vm and learned.get(n.lladdr) == names.vm_port(vm):
+                found[n.address] = vm
+        return found
 
     def __call__(self, peer_ip: str) -> VmIdentity | None:
         now = time.monotonic()
-        hit = self._cache.get(peer_ip)
-        if hit and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
-        found = self._resolve(peer_ip)
-        self._cache[peer_ip] = (now, found)
-        return found
-
-    def _resolve(self, peer_ip: str) -> VmIdentity | None:
-        sock = self._rtnl()
-        mac = next((n.lladdr for n in sock.neighbours()
-                    if n.address == peer_ip and n.ifindex == names.NIC_INDEX and n.lladdr), None)
-        vm = self._by_mac.get(mac or "")
+        stale = now - self._taken > CACHE_SECONDS
+        # An unknown peer re-reads the tables, but at most once per MISS_REFRESH_SECONDS
+        # each, so an unattributable client cannot make the node dump its tables per request.
+        if stale or (peer_ip not in self._by_ip and now - self._missed.get(peer_ip, -1e9) > MISS_REFRESH_SECONDS):
+            if not stale:
+                self._missed[peer_ip] = now
+                if len(self._missed) > 4096:
+                    self._missed.clear()
+            self._by_ip, self._taken = self._snapshot(), now
+        vm = self._by_ip.get(peer_ip)
         if vm is None:
             return None
-        port = self._fdb_port(mac)
-        links = {index: name for name, index in sock.links().items()}
-        if port is None or links.get(port) != names.vm_port(vm):
-            return None  # the MAC was not learned on that VM's own port
         link_local = peer_ip if peer_ip.startswith("169.254.") else self.link_local_of(vm)
         return identity_of(self.dc, vm, link_local)

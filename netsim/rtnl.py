@@ -194,7 +194,7 @@ class Rtnl:
                    (errno_mod.EADDRNOTAVAIL, errno_mod.ENODEV) if missing_ok else ())
 
     def _route(self, kind: int, flags: int, dst: str, *, gateway: str | None, oif: int | None,
-               tolerate: tuple[int, ...]) -> None:
+               tolerate: tuple[int, ...], metric: int | None = None) -> None:
         net, _, plen = dst.partition("/")
         msg = rtmsg()
         msg["family"], msg["table"], msg["proto"], msg["type"] = socket.AF_INET, 254, 4, 1
@@ -207,15 +207,17 @@ class Rtnl:
             attrs.append(("RTA_GATEWAY", gateway))
         if oif is not None:
             attrs.append(("RTA_OIF", oif))
+        if metric is not None:
+            attrs.append(("RTA_PRIORITY", metric))
         msg["attrs"] = attrs
         verb = "adding" if kind == RTM_NEWROUTE else "removing"
         self._put(msg, kind, flags, f"{verb} route {dst}" + (f" via {gateway}" if gateway else ""), tolerate)
 
     def add_route(self, dst: str, *, gateway: str | None = None, oif: int | None = None,
-                  exist_ok: bool = False) -> None:
+                  exist_ok: bool = False, metric: int | None = None) -> None:
         """Add a route (``dst`` is ``default`` or ``a.b.c.d/len``)."""
         self._route(RTM_NEWROUTE, _NEW, dst, gateway=gateway, oif=oif,
-                    tolerate=(errno_mod.EEXIST,) if exist_ok else ())
+                    tolerate=(errno_mod.EEXIST,) if exist_ok else (), metric=metric)
 
     def del_route(self, dst: str, *, gateway: str | None = None, oif: int | None = None) -> None:
         """Remove a route; a missing route is not an error."""

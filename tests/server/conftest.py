@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import sys
 
@@ -22,24 +21,8 @@ if "server" in sys.modules and getattr(sys.modules["server"], "__file__", None) 
 
 import pytest  # noqa: E402
 
-from server.http import Request, RequestParser  # noqa: E402
+from server_testlib import make_vm, parse_all, require_root  # noqa: E402
 from server.identity import VmIdentity  # noqa: E402
-
-VM_ID = "5d33a910-a7a0-4443-9f01-6a807801b29b"
-
-
-def in_ci() -> bool:
-    """Whether CI=true is set (root-only tests then fail instead of skipping)."""
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_root() -> None:
-    """Skip (or, under CI=true, fail) when not root."""
-    if os.geteuid() != 0:
-        reason = "needs root to create network namespaces"
-        if in_ci():
-            pytest.fail(f"{reason}; CI=true, so this fails instead of skipping")
-        pytest.skip(reason)
 
 
 @pytest.fixture
@@ -48,28 +31,10 @@ def need_root() -> None:
     require_root()
 
 
-def make_vm(name: str = "vm1", **kw) -> VmIdentity:
-    """An identity with test defaults (availability set ``web``, a MAC, a routable address)."""
-    defaults = dict(vm_id=VM_ID, node="n1", update_domain=1, fault_domain=0, availability_set="web",
-                    mac="02:00:00:00:00:01", link_local="169.254.10.1", address="198.18.1.5", prefix=24)
-    defaults.update(kw)
-    return VmIdentity(name, **defaults)
-
-
 @pytest.fixture
 def vm() -> VmIdentity:
     """VM ``vm1`` of availability set ``web`` on node ``n1``."""
     return make_vm()
-
-
-def parse_all(raw: bytes) -> list[Request]:
-    """Every request a fresh parser yields for ``raw`` fed at once."""
-    p = RequestParser()
-    p.feed(raw)
-    out = []
-    while (r := p.next_request()) is not None:
-        out.append(r)
-    return out
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from server.http import (MAX_BODY, MAX_HEADER_BYTES, MAX_HEADER_FIELDS, MAX_REQUEST_LINE, TRANSITIONS, HttpError,
-                         LocalProtocolError, ProtocolError, Request, RequestParser, Response, State,
-                         error_response, protocol_error_response, serialize)
+                         LocalProtocolError, ProtocolError, Request, RequestParser, State, transitions_as_mermaid)
+from server.response import Response, error_response, protocol_error_response, serialize
 
 GET = b"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
 
@@ -76,6 +76,10 @@ def test_pipelined_requests_and_trailing_partial_bytes() -> None:
 
 
 def test_body_split_across_feeds() -> None:
+    p = RequestParser()
+    assert not p.in_progress
+    p.feed(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n")
+    assert p.next_request() is None and p.buffered == 0 and p.in_progress  # waiting for the body
     p = RequestParser()
     p.feed(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n01234")
     assert p.next_request() is None and p.state is State.BODY
@@ -223,6 +227,12 @@ def test_error_classes_are_distinct_and_carry_a_status() -> None:
 def test_transition_table_has_no_way_out_of_closed_or_error() -> None:
     assert {s for s, _ in TRANSITIONS} == {State.HEAD, State.BODY}
     assert set(TRANSITIONS.values()) == set(State)
+
+
+def test_state_diagram_is_generated_from_the_table() -> None:
+    diagram = transitions_as_mermaid()
+    assert diagram.startswith("stateDiagram-v2") and "head --> body: head with body" in diagram
+    assert diagram.count("-->") == len(TRANSITIONS) + 1
 
 
 # -- serializer -------------------------------------------------------------------------

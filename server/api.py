@@ -1,0 +1,180 @@
+"""Sans-IO routing of the metadata APIs: a :class:`Request` in, a :class:`Response` out.
+
+:meth:`MetadataApi.handle` takes the caller's identity (or None when the peer maps to
+no VM), the node's events and the time; it reads no clock and touches no socket. Two
+APIs are served (facts from ``shared/reference/cloud-metadata-apis.md``):
+
+- the 2015 seed API under ``/metadata/v1/`` (section 1): no header, no version, paths
+  matched without regard to case (third-party reports show ``/metadata/v1/instanceinfo``);
+- Azure's current API (section 2): ``/metadata/versions``, ``/metadata/instance[/...]``
+  and ``/metadata/scheduledevents``, with Azure's header, version, query, format and
+  rate rules. Checks run in this order: rate limit (429), ``X-Forwarded-For`` (400),
+  ``Metadata: true`` (400), route (404), verb (405), duplicate query names (400),
+  ``api-version`` (400), ``format`` (400).
+
+Error bodies are ``{"error": "<message>"}`` (Swagger ``ErrorResponse``). Messages the
+reference quotes are used verbatim; the others are ours, written in the same style.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from server import documents
+from server.events import EventView
+from server.http import Request
+from server.response import JSON, TEXT, Response, error_response, json_response
+from server.identity import VmIdentity
+from server.ratelimit import RateLimiter
+from server.versions import INSTANCE_VERSIONS, SCHEDULED_EVENTS_VERSIONS, newest_of
+
+# Quoted by the reference (section 2.6 and the FAQ it cites).
+MISSING_HEADER = "Bad request. Required metadata header not specified"
+BAD_VERSION = ("Bad request. api-version is invalid or was not specified in the request. "
+               "For more information refer to aka.ms/azureimds")
+# Section 1.4 (the 2017 error table).
+BAD_METHOD = "Only GET and POST requests are supported"
+# Ours: the reference states the rule, not the message.
+FORWARDED = "Bad request. Requests with an X-Forwarded-For header are not supported"
+DUPLICATE_QUERY = "Bad request. Duplicate query parameter names are not supported"
+BAD_FORMAT = "Bad request. format must be json or text"
+LEAF_FORMAT = "Bad request. Leaf nodes require format=text"
+NOT_FOUND = "Not found"
+TOO_MANY = "Too many requests. The limit is {} requests per second per VM"
+FORBIDDEN = "Forbidden. The request does not come from a VM of this node"
+BAD_START_REQUESTS = 'Bad request. Expected {"StartRequests": [{"EventId": "<id>"}, ...]}'
+UNKNOWN_EVENT = "Bad request. No scheduled event {} is visible to this VM"
+
+_EMPTY_MAINTENANCE = Response(200, b"{}")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Tunables of the metadata API.
+
+    ``notice_window``: seconds before NotBefore from which ``/metadata/v1/maintenance``
+    shows an event (the 2015 README: "within 5 minutes"). ``rate_limit``: requests per
+    second per VM on the current API (Azure: 5), None to disable; the 2015 API has no
+    documented limit and is not limited. ``rate_burst``: bucket size (default = rate).
+    """
+
+    notice_window: float = 300.0
+    rate_limit: float | None = 5.0
+    rate_burst: float | None = None
+
+
+class MetadataApi:
+    """The metadata service of one node: routing, rules and the per-VM rate limiter."""
+
+    def __init__(self, config: ApiConfig | None = None) -> None:
+        self.config = config or ApiConfig()
+        c = self.config
+        self._limiter = RateLimiter(c.rate_limit, c.rate_burst) if c.rate_limit else None
+
+    def handle(self, request: Request, caller: VmIdentity | None, events: EventView, now: float) -> Response:
+        """Answer ``request`` from ``caller`` (None: unattributable peer, 403) at time ``now``."""
+        if caller is None:
+            return error_response(403, FORBIDDEN)
+        path = request.path
+        if len(path) > 1 and path.endswith("/"):
+            path = path[:-1]
+        lower = path.lower()
+        if lower.startswith("/metadata/v1/"):
+            return self._seed(request, lower[len("/metadata/v1/"):], caller, events, now)
+        if lower.startswith("/metadata/"):
+            return self._current(request, path.split("/")[2:], caller, events, now)
+        return error_response(404, NOT_FOUND)
+
+    # -- 2015 API ----------------------------------------------------------------------
+
+    def _seed(self, request: Request, leaf: str, caller: VmIdentity, events: EventView, now: float) -> Response:
+        if leaf not in ("instanceinfo", "maintenance"):
+            return error_response(404, NOT_FOUND)
+        if request.method != "GET":
+            return error_response(405, BAD_METHOD, headers=(("Allow", "GET"),))
+        if leaf == "instanceinfo":
+            return Response(200, documents.instance_info(caller))
+        event = documents.pending_maintenance(caller, events.events_for(caller.name, caller.availability_set),
+                                              now, self.config.notice_window)
+        return _EMPTY_MAINTENANCE if event is None else Response(200, documents.maintenance(event))
+
+    # -- current API ---------------------------------------------------------------------
+
+    def _current(self, request: Request, segments: list[str], caller: VmIdentity,
+                 events: EventView, now: float) -> Response:
+        if self._limiter is not None and not self._limiter.allow(caller.name, now):
+            wait = max(1, round(self._limiter.retry_after(caller.name, now) + 0.5))
+            return error_response(429, TOO_MANY.format(f"{self.config.rate_limit:g}"),
+                                  headers=(("Retry-After", str(wait)),))
+        headers = request.headers
+        if "x-forwarded-for" in headers:
+            return error_response(400, FORWARDED)
+        if (headers.get("metadata") or "").strip().lower() != "true":
+            return error_response(400, MISSING_HEADER)
+        category = segments[0].lower() if segments else ""
+        allowed = {"instance": ("GET",), "scheduledevents": ("GET", "POST"), "versions": ("GET",)}.get(category)
+        if allowed is None or (category != "instance" and len(segments) > 1):
+            return error_response(404, NOT_FOUND)
+        if request.method not in allowed:
+            return error_response(405, BAD_METHOD, headers=(("Allow", ", ".join(allowed)),))
+        names = [name for name, _ in request.query]
+        if len(set(names)) != len(names):
+            return error_response(400, DUPLICATE_QUERY)
+        query = dict(request.query)
+        if category == "versions":  # the one unversioned endpoint
+            return json_response(200, {"apiVersions": list(INSTANCE_VERSIONS)})
+        known = INSTANCE_VERSIONS if category == "instance" else SCHEDULED_EVENTS_VERSIONS
+        version = query.get("api-version", "")
+        if version not in known:
+            return json_response(400, {"error": BAD_VERSION, "newest-versions": newest_of(known)})
+        fmt = query.get("format", "json")
+        if fmt not in ("json", "text") or (category == "scheduledevents" and fmt != "json"):
+            return error_response(400, BAD_FORMAT)
+        if category == "instance":
+            return _instance(caller, version, segments[1:], fmt)
+        if request.method == "POST":
+            return _start_requests(request.body, caller, events)
+        visible = events.events_for(caller.name, caller.availability_set)
+        return json_response(200, documents.scheduled_events(visible, events.document_incarnation, version))
+
+
+def _instance(caller: VmIdentity, version: str, path: list[str], fmt: str) -> Response:
+    """``/metadata/instance[/a/b/...]``: the document, or the element the path names."""
+    node: object = documents.instance(caller, version)
+    for segment in path:
+        if isinstance(node, dict) and segment in node:
+            node = node[segment]
+        elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
+            node = node[int(segment)]
+        else:
+            return error_response(404, NOT_FOUND)
+    if fmt == "text":
+        return Response(200, documents.text_of(node).encode(), TEXT)
+    if not isinstance(node, (dict, list)):
+        return error_response(400, LEAF_FORMAT)
+    return json_response(200, node)
+
+
+def _start_requests(body: bytes, caller: VmIdentity, events: EventView) -> Response:
+    """POST ``{"StartRequests": [{"EventId": ...}, ...]}``: approve each event.
+
+    Any event the caller sees may be approved, even one it is not a resource of (the
+    docs suggest electing one approver per availability set); approving proceeds the
+    event for all its resources, and approving twice is still a 200.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return error_response(400, BAD_START_REQUESTS)
+    items = doc.get("StartRequests") if isinstance(doc, dict) else None
+    if (not isinstance(items, list) or not items
+            or not all(isinstance(i, dict) and isinstance(i.get("EventId"), str) for i in items)):
+        return error_response(400, BAD_START_REQUESTS)
+    visible = {e.event_id for e in events.events_for(caller.name, caller.availability_set)}
+    for item in items:
+        if item["EventId"] not in visible:
+            return error_response(400, UNKNOWN_EVENT.format(item["EventId"]))
+    for item in items:
+        events.approve(item["EventId"])
+    return Response(200, b"", JSON)

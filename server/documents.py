@@ -1,0 +1,154 @@
+"""The JSON documents the metadata APIs serve, built from a VM and its events (pure).
+
+Shapes and field names are from ``shared/reference/cloud-metadata-apis.md``: section 1
+for the 2015 ``/metadata/v1`` API, 2.2 for scheduled events, 2.6 for the instance
+document. All JSON primitives of the instance document are strings, as Azure's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from email.utils import formatdate
+from typing import Iterable
+
+from server.events import Event
+from server.identity import VmIdentity
+from server.versions import (COMPUTE_FIELD_SINCE, EVENT_FIELD_SINCE, EVENT_TYPE_SINCE,
+                             UNDERSCORE_RESOURCES_UNTIL)
+
+
+def rfc1123(ts: float) -> str:
+    """``Mon, 19 Sep 2016 18:29:47 GMT``: the NotBefore format of scheduled events."""
+    return formatdate(ts, usegmt=True)
+
+
+def us_datetime(ts: float) -> str:
+    """``9/15/2015 6:42:51 AM`` (UTC): the EventCreationTime format of the 2015 API."""
+    t = time.gmtime(ts)
+    hour = t.tm_hour % 12 or 12
+    return f"{t.tm_mon}/{t.tm_mday}/{t.tm_year} {hour}:{t.tm_min:02d}:{t.tm_sec:02d} {'AM' if t.tm_hour < 12 else 'PM'}"
+
+
+# -- 2015 API ----------------------------------------------------------------------
+
+def instance_info(vm: VmIdentity) -> bytes:
+    """``/metadata/v1/InstanceInfo``: ``{"ID":name,"UD":"n","FD":"n"}``, all strings."""
+    return json.dumps({"ID": vm.name, "UD": str(vm.update_domain), "FD": str(vm.fault_domain)},
+                      separators=(",", ":")).encode()
+
+
+def pending_maintenance(vm: VmIdentity, events: Iterable[Event], now: float, window: float) -> Event | None:
+    """The event ``/metadata/v1/maintenance`` reports: the earliest of this VM's events
+    that has started or starts within ``window`` seconds of ``now`` (None if none)."""
+    due = [e for e in events if vm.name in e.resources
+           and (e.status == "Started" or e.not_before <= now + window)]
+    return min(due, key=lambda e: e.not_before) if due else None
+
+
+def maintenance(event: Event | None) -> bytes:
+    """``/metadata/v1/maintenance`` body: ``{}`` or EventID + EventCreationTime.
+
+    Slashes are written ``\\/`` as in the 2015 README sample (a .NET serializer's habit);
+    it is the same JSON string to any parser.
+    """
+    if event is None:
+        return b"{}"
+    text = json.dumps({"EventID": event.event_id, "EventCreationTime": us_datetime(event.created)})
+    return text.replace("/", "\\/").encode()
+
+
+# -- scheduled events --------------------------------------------------------------------
+
+def scheduled_events(events: Iterable[Event], incarnation: int, version: str) -> dict:
+    """The ``/metadata/scheduledevents`` document for ``api-version=version``.
+
+    Event types and fields newer than ``version`` are left out, and the preview
+    version prefixes resource names with an underscore.
+    """
+    out = []
+    underscore = version < UNDERSCORE_RESOURCES_UNTIL
+    for e in events:
+        if EVENT_TYPE_SINCE[e.event_type] > version:
+            continue
+        doc: dict = {
+            "EventId": e.event_id,
+            "EventType": e.event_type,
+            "ResourceType": "VirtualMachine",
+            "Resources": [f"_{r}" if underscore else r for r in e.resources],
+            "EventStatus": e.status,
+            "NotBefore": "" if e.status == "Started" else rfc1123(e.not_before),
+        }
+        if version >= EVENT_FIELD_SINCE["Description"]:
+            doc["Description"] = e.description
+        if version >= EVENT_FIELD_SINCE["EventSource"]:
+            doc["EventSource"] = e.source
+        if version >= EVENT_FIELD_SINCE["DurationInSeconds"]:
+            doc["DurationInSeconds"] = e.duration_s
+        out.append(doc)
+    return {"DocumentIncarnation": incarnation, "Events": out}
+
+
+# -- instance document ------------------------------------------------------------------
+
+def _compute(vm: VmIdentity) -> dict:
+    tags = ";".join(f"{k}:{v}" for k, v in vm.tags)
+    return {
+        "azEnvironment": vm.az_environment,
+        "location": vm.location,
+        "name": vm.name,
+        "offer": vm.offer,
+        "osType": vm.os_type,
+        "physicalZone": "",
+        "placementGroupId": vm.placement_group_id,
+        "platformFaultDomain": str(vm.fault_domain),
+        "platformSubFaultDomain": "",
+        "platformUpdateDomain": str(vm.update_domain),
+        "provider": vm.provider,
+        "publisher": vm.publisher,
+        "resourceGroupName": vm.resource_group,
+        "resourceId": vm.resource_id,
+        "sku": vm.sku,
+        "storageProfile": {
+            "dataDisks": [],
+            "imageReference": {"id": "", "offer": vm.offer, "publisher": vm.publisher,
+                               "sku": vm.sku, "version": vm.image_version},
+            "osDisk": {"caching": "ReadWrite", "createOption": "FromImage", "diskSizeGB": "30",
+                       "managedDisk": {"id": "", "storageAccountType": "Standard_LRS"},
+                       "name": f"{vm.name}_OsDisk", "osType": vm.os_type},
+        },
+        "subscriptionId": vm.subscription_id,
+        "tags": tags,
+        "tagsList": [{"name": k, "value": v} for k, v in vm.tags],
+        "userData": "",
+        "version": vm.image_version,
+        "vmId": vm.vm_id,
+        "vmScaleSetName": vm.vm_scale_set,
+        "vmSize": vm.vm_size,
+        "zone": vm.zone,
+    }
+
+
+def _network(vm: VmIdentity) -> dict:
+    return {"interface": [{
+        "ipv4": {"ipAddress": [{"privateIpAddress": vm.address, "publicIpAddress": ""}],
+                 "subnet": [{"address": vm.subnet_address, "prefix": str(vm.prefix) if vm.address else ""}]},
+        "ipv6": {"ipAddress": []},
+        "macAddress": vm.azure_mac,
+    }]}
+
+
+def instance(vm: VmIdentity, version: str) -> dict:
+    """The ``/metadata/instance`` document, compute fields limited to ``version``."""
+    compute = {k: v for k, v in _compute(vm).items() if COMPUTE_FIELD_SINCE.get(k, "") <= version}
+    return {"compute": compute, "network": _network(vm)}
+
+
+def text_of(node: object) -> str:
+    """``format=text`` rendering: a leaf's value, or a container's child names
+    (``name/`` for containers, one per line)."""
+    if isinstance(node, dict):
+        return "\n".join(f"{k}/" if isinstance(v, (dict, list)) else k for k, v in node.items())
+    if isinstance(node, list):
+        return "\n".join(f"{i}/" if isinstance(v, (dict, list)) else str(i) for i, v in enumerate(node))
+    return str(node)

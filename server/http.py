@@ -1,0 +1,444 @@
+"""Sans-IO HTTP/1.1 for the metadata server: the request parser and its events.
+
+In the spirit of h11: a :class:`RequestParser` never touches a socket. The driver
+:meth:`~RequestParser.feed`\\ s it bytes and pulls frozen :class:`Request` events out
+with :meth:`~RequestParser.next_request`. Two kinds of failure are kept apart, each
+carrying the status to answer with:
+
+- :class:`ProtocolError` -- the *peer* broke HTTP (malformed request, over a limit);
+  answer ``exc.status`` and close the connection.
+- :class:`LocalProtocolError` -- *our* code misused the API (fed a failed parser,
+  serialized an impossible response in :mod:`server.response`); a bug, answered as
+  500 if at all.
+
+Only what a metadata service needs is supported: ``Content-Length`` bodies (chunked
+requests get 501), keep-alive and pipelining, ``Connection: close`` and HTTP/1.0.
+Responses are built and serialized by :mod:`server.response`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Iterator, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
+
+from netsim.errors import NetsimError
+
+MAX_REQUEST_LINE = 8 * 1024   # longer request line -> 414
+MAX_HEADER_BYTES = 16 * 1024  # longer header block -> 431
+MAX_HEADER_FIELDS = 100       # more fields -> 431
+MAX_BODY = 64 * 1024          # longer Content-Length -> 413
+
+
+class HttpError(NetsimError):
+    """Base of the HTTP errors; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ProtocolError(HttpError):
+    """The peer broke the protocol: answer ``status`` (4xx/5xx) and close the connection."""
+
+
+class LocalProtocolError(HttpError):
+    """Our own code misused this module (a bug); ``status`` is 500."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 500)
+
+
+# -- events ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Headers:
+    """Request header fields in arrival order; lookup ignores case, duplicates are kept.
+
+    ``items`` holds ``(name, value)`` pairs as received (names keep their case, values
+    are stripped of surrounding whitespace and decoded as ISO-8859-1).
+    """
+
+    items: tuple[tuple[str, str], ...] = ()
+    _lower: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_lower", tuple(n.lower() for n, _ in self.items))
+
+    @classmethod
+    def _make(cls, items: tuple[tuple[str, str], ...], lower: tuple[str, ...]) -> "Headers":
+        # The parser already lower-cased the names; skip __init__'s per-field setattr.
+        obj = object.__new__(cls)
+        obj.__dict__.update(items=items, _lower=lower)
+        return obj
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """Value of the first field called ``name`` (any case), or ``default``."""
+        key = name.lower()
+        for i, n in enumerate(self._lower):
+            if n == key:
+                return self.items[i][1]
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Values of every field called ``name`` (any case), in arrival order."""
+        key = name.lower()
+        return [self.items[i][1] for i, n in enumerate(self._lower) if n == key]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._lower
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One complete HTTP request.
+
+    ``target`` is the request-target as sent; ``path`` its path part (not
+    percent-decoded); ``query`` the decoded ``(name, value)`` pairs in order, duplicates
+    kept; ``keep_alive`` whether the connection may carry another request afterwards.
+    """
+
+    method: str
+    target: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    headers: Headers
+    body: bytes = b""
+    keep_alive: bool = True
+    http_version: str = "1.1"
+
+
+def _request(method: str, target: str, path: str, query: tuple[tuple[str, str], ...], headers: Headers,
+             body: bytes, keep_alive: bool, version: str) -> Request:
+    # Same object as Request(...), without the frozen dataclass's per-field
+    # object.__setattr__ (about 1 us per request on the hot path).
+    obj = object.__new__(Request)
+    obj.__dict__.update(method=method, target=target, path=path, query=query, headers=headers,
+                        body=body, keep_alive=keep_alive, http_version=version)
+    return obj
+
+
+# -- the parser's state machine, as a table ---------------------------------------
+
+class State(enum.StrEnum):
+    """Where a :class:`RequestParser` stands (a StrEnum: its hash is str's, in C)."""
+
+    HEAD = "head"      # waiting for (the rest of) a request head
+    BODY = "body"      # head parsed, waiting for Content-Length body bytes
+    CLOSED = "closed"  # the peer asked to close after its last request; later bytes are ignored
+    ERROR = "error"    # the peer broke the protocol; the connection must be closed
+
+
+class Input(enum.StrEnum):
+    """What can happen to a parser."""
+
+    HEAD_WITH_BODY = "head with body"
+    REQUEST_KEEP_ALIVE = "request (keep-alive)"
+    REQUEST_CLOSE = "request (close)"
+    PEER_ERROR = "peer error"
+
+
+TRANSITIONS: dict[tuple[State, Input], State] = {
+    (State.HEAD, Input.HEAD_WITH_BODY): State.BODY,
+    (State.HEAD, Input.REQUEST_KEEP_ALIVE): State.HEAD,
+    (State.HEAD, Input.REQUEST_CLOSE): State.CLOSED,
+    (State.HEAD, Input.PEER_ERROR): State.ERROR,
+    (State.BODY, Input.REQUEST_KEEP_ALIVE): State.HEAD,
+    (State.BODY, Input.REQUEST_CLOSE): State.CLOSED,
+    (State.BODY, Input.PEER_ERROR): State.ERROR,
+}
+"""The parser's only transitions; anything else raises :class:`LocalProtocolError`."""
+
+
+def transitions_as_mermaid() -> str:
+    """The parser's state diagram (Mermaid ``stateDiagram``), generated from :data:`TRANSITIONS`."""
+    lines = ["stateDiagram-v2", f"    [*] --> {State.HEAD.value}"]
+    lines += [f"    {a.value} --> {b.value}: {event.value}" for (a, event), b in TRANSITIONS.items()]
+    return "\n".join(lines)
+
+
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(r"(" + _TOKEN + r") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+# field-line (RFC 9112 5): token ":" OWS field-value OWS; the value holds visible
+# characters, obs-text, SP and HTAB -- no other control character, so no bare CR.
+# Possessive quantifiers (Python 3.11+) keep this free of backtracking: 2x faster.
+_FIELD_LINE = (_TOKEN + r"):[ \t]*+((?:[^\x00-\x20\x7f]++(?:[ \t]++[^\x00-\x20\x7f]++)*+)?)"
+               r"[ \t]*+\r?\n")
+_FIELD = re.compile(r"(" + _FIELD_LINE)
+_FIELD_BLOCK = re.compile(r"(?:(?:" + _FIELD_LINE + r")*")
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+class RequestParser:
+    """Parse the requests of one connection; feed bytes, pull :class:`Request` events.
+
+    ``next_request()`` returns ``None`` until a whole request is buffered, raises
+    :class:`ProtocolError` (with the status to answer) when the peer breaks HTTP, and
+    returns ``None`` forever once the peer asked to close.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._state = State.HEAD
+        self._head: _Head | None = None
+        self._scanned = 0  # bytes of an incomplete head already searched for its end
+
+    @property
+    def state(self) -> State:
+        """The current :class:`State`."""
+        return self._state
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet consumed by a request (a request is in progress)."""
+        return len(self._buf)
+
+    @property
+    def in_progress(self) -> bool:
+        """Whether a request has started but is not complete (bytes of it, or a body, pending)."""
+        return bool(self._buf) or self._state is State.BODY
+
+    def _advance(self, event: Input) -> None:
+        try:
+            self._state = TRANSITIONS[(self._state, event)]
+        except KeyError:
+            raise LocalProtocolError(f"parser cannot take {event.value!r} in state {self._state.value!r}") from None
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes received from the peer (ignored once the peer asked to close)."""
+        if self._state is State.ERROR:
+            raise LocalProtocolError("feed() after a ProtocolError: close the connection instead")
+        if self._state is State.CLOSED:
+            return
+        self._buf += data
+
+    def next_request(self) -> Request | None:
+        """The next complete request, or None if more bytes are needed (or the peer closed)."""
+        if self._state is State.CLOSED:
+            return None
+        if self._state is State.ERROR:
+            raise LocalProtocolError("next_request() after a ProtocolError: close the connection instead")
+        try:
+            if self._state is State.HEAD and not self._read_head():
+                return None
+            return self._read_body()
+        except ProtocolError:
+            self._advance(Input.PEER_ERROR)
+            raise
+
+    # -- head -----------------------------------------------------------------------
+
+    def _read_head(self) -> bool:
+        buf = self._buf
+        if not buf:
+            return False
+        if buf[0] in (13, 10):  # CR, LF
+            # RFC 9112 2.2: a server SHOULD ignore at least one empty line before the request-line.
+            del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]
+            self._scanned = 0
+        # Resume the search where the last one stopped, so a byte-by-byte head costs O(n).
+        start = self._scanned - 3 if self._scanned > 3 else 0
+        end = buf.find(b"\r\n\r\n", start)
+        if end >= 0 and buf.find(b"\n\n", start, end) < 0 and buf.find(b"\n\r\n", start, end + 2) < 0:
+            stop = end + 4  # the usual CRLF CRLF, found without the regex (10x faster)
+        else:
+            m = _HEAD_END.search(buf, start)  # bare-LF line ends (RFC 9112 2.2 MAY accept)
+            if m is None:
+                self._scanned = len(buf)
+                _check_partial_head(buf)
+                return False
+            end, stop = m.start(), m.end()
+        raw = bytes(buf[:end])
+        del buf[:stop]
+        self._scanned = 0
+        head = _HEAD_CACHE.get(raw)
+        if head is None:
+            head = _parse_head(raw)
+            if len(raw) <= _CACHED_HEAD_MAX:
+                if len(_HEAD_CACHE) >= _HEAD_CACHE_SIZE:
+                    _HEAD_CACHE.clear()
+                _HEAD_CACHE[raw] = head
+        self._head = head
+        if head.body_len:
+            self._advance(Input.HEAD_WITH_BODY)
+        return True
+
+    # -- body -----------------------------------------------------------------------
+
+    def _read_body(self) -> Request | None:
+        head = self._head
+        assert head is not None
+        n = head.body_len
+        if n:
+            if len(self._buf) < n:
+                return None
+            body = bytes(self._buf[:n])
+            del self._buf[:n]
+        else:
+            body = b""
+        self._head = None
+        keep_alive = head.keep_alive
+        self._advance(Input.REQUEST_KEEP_ALIVE if keep_alive else Input.REQUEST_CLOSE)
+        if not keep_alive:
+            self._buf.clear()  # nothing after a request that closes the connection is read
+        return _request(head.method, head.target, head.path, head.query, head.headers, body,
+                        keep_alive, head.version)
+
+
+class _Head(NamedTuple):
+    """A parsed request head (immutable, so one can serve many identical requests)."""
+
+    method: str
+    target: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    headers: Headers
+    keep_alive: bool
+    version: str
+    body_len: int
+
+
+# Pollers send the same head again and again (same path, same headers): parsing it
+# once and looking it up by its exact bytes halves the per-request cost. Bounded:
+# small heads only, and the cache is simply emptied when full.
+_HEAD_CACHE: dict[bytes, _Head] = {}
+_HEAD_CACHE_SIZE = 1024
+_CACHED_HEAD_MAX = 2048
+
+
+def _parse_head(raw: bytes) -> _Head:
+    """Parse a request head (without its final empty line); raise ProtocolError if bad."""
+    text = raw.decode("latin-1")  # one decode; the regexes keep to ASCII where HTTP says so
+    nl = text.find("\n")
+    line, block = (text, "") if nl < 0 else (text[:nl], text[nl + 1:] + "\n")
+    if line.endswith("\r"):
+        line = line[:-1]
+    if len(line) > MAX_REQUEST_LINE:
+        raise ProtocolError("request line too long", 414)
+    if len(block) > MAX_HEADER_BYTES + 1:
+        raise ProtocolError("request header block too large", 431)
+    if block.count("\n") > MAX_HEADER_FIELDS:
+        raise ProtocolError(f"more than {MAX_HEADER_FIELDS} header fields", 431)
+    method, target, version = _parse_request_line(line)
+    if block and _FIELD_BLOCK.fullmatch(block) is None:
+        _raise_field_error(block)
+    items = _FIELD.findall(block)
+    lower = [name.lower() for name, _ in items]
+    headers = Headers._make(tuple(items), tuple(lower))
+    if version == "1.1" and lower.count("host") != 1:
+        # RFC 9112 3.2: MUST answer 400 to a 1.1 request without exactly one Host.
+        raise ProtocolError("HTTP/1.1 request needs exactly one Host header", 400)
+    keep_alive = _keep_alive(headers.get_all("connection") if "connection" in lower else None, version)
+    body_len = 0
+    if "content-length" in lower or "transfer-encoding" in lower:
+        body_len = _body_length(headers, version)
+    path, query = _split_target(target, method)
+    return _Head(method, target, path, query, headers, keep_alive, version, body_len)
+
+
+def _check_partial_head(buf: bytearray) -> None:
+    """Reject an incomplete head as soon as it is already over a limit."""
+    nl = buf.find(b"\n")
+    if nl < 0:
+        if len(buf) > MAX_REQUEST_LINE + 1:
+            raise ProtocolError("request line too long", 414)
+        return
+    if nl > MAX_REQUEST_LINE + 1:
+        raise ProtocolError("request line too long", 414)
+    if len(buf) - nl - 1 > MAX_HEADER_BYTES + 2:
+        raise ProtocolError("request header block too large", 431)
+    if buf.count(b"\n", nl + 1) > MAX_HEADER_FIELDS:
+        raise ProtocolError(f"more than {MAX_HEADER_FIELDS} header fields", 431)
+
+
+def _parse_request_line(line: str) -> tuple[str, str, str]:
+    m = _REQUEST_LINE.fullmatch(line)
+    if m is None:
+        parts = line.split(" ")
+        if len(parts) == 3 and re.fullmatch(r"HTTP/[0-9](\.[0-9])?", parts[2]) and parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
+            raise ProtocolError("only HTTP/1.x is supported", 505)
+        raise ProtocolError("malformed request line", 400)
+    method, target, major, minor = m.groups()
+    if major != "1":
+        raise ProtocolError("only HTTP/1.x is supported", 505)
+    # RFC 9110 2.5: a higher minor version is processed as the highest one we support.
+    return method, target, "1.0" if minor == "0" else "1.1"
+
+
+def _raise_field_error(block: str) -> None:
+    """Say precisely which rule the header block broke (the fast path only knows it did)."""
+    for line in block.split("\n"):
+        if line[:1] in (" ", "\t"):
+            # RFC 9112 5.2: a server MAY reject obsolete line folding with 400.
+            raise ProtocolError("obsolete line folding is not accepted", 400)
+        if line and _FIELD.fullmatch(line + "\n") is None:
+            # Covers whitespace before the colon (RFC 9112 5.1: MUST reject with 400),
+            # bare CR and other control characters.
+            raise ProtocolError(f"malformed header field {line[:40]!r}", 400)
+    raise ProtocolError("malformed header block", 400)
+
+
+def _tokens(values: list[str] | None) -> list[str]:
+    return [t.strip().lower() for v in values or () for t in v.split(",") if t.strip()]
+
+
+def _keep_alive(connection: list[str] | None, version: str) -> bool:
+    """RFC 9112 9.3: 1.1 persists unless "close"; 1.0 only with "keep-alive"."""
+    if connection is None:
+        return version == "1.1"
+    tokens = _tokens(connection)
+    if "close" in tokens:
+        return False
+    return version == "1.1" or "keep-alive" in tokens
+
+
+def _body_length(headers: Headers, version: str) -> int:
+    """Request body length from the framing headers (RFC 9112 6.1-6.3)."""
+    if "transfer-encoding" in headers:
+        if version == "1.0":
+            # RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+            raise ProtocolError("Transfer-Encoding is not valid in HTTP/1.0", 400)
+        if "content-length" in headers:
+            # RFC 9112 6.3: both present is a smuggling vector; reject rather than guess.
+            raise ProtocolError("both Transfer-Encoding and Content-Length", 400)
+        codings = _tokens(headers.get_all("transfer-encoding"))
+        if not codings or codings[-1] != "chunked":
+            # RFC 9112 6.3 item 4: chunked not final -> length unknown -> MUST answer 400.
+            raise ProtocolError("Transfer-Encoding without final chunked coding", 400)
+        raise ProtocolError("chunked request bodies are not supported", 501)
+    # RFC 9110 8.6: a list of identical values (or repeated identical fields) is one length.
+    found = {v.strip() for value in headers.get_all("content-length") for v in value.split(",")}
+    if len(found) != 1:
+        raise ProtocolError("conflicting Content-Length values", 400)
+    value = found.pop()
+    if not value.isdigit() or not value.isascii():
+        raise ProtocolError("invalid Content-Length", 400)
+    if len(value) > 12 or int(value) > MAX_BODY:
+        raise ProtocolError(f"request body larger than {MAX_BODY} bytes", 413)
+    return int(value)
+
+
+def _split_target(target: str, method: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Path and query pairs of an origin-form, absolute-form or asterisk-form target."""
+    if target[0] == "/":
+        path, sep, query = target.partition("?")
+    elif target == "*" and method == "OPTIONS":
+        return "*", ()
+    elif target[:7].lower() == "http://" or target[:8].lower() == "https://":
+        parts = urlsplit(target)  # absolute-form (RFC 9112 3.2.2): servers MUST accept it
+        path, sep, query = parts.path or "/", "?" if parts.query else "", parts.query
+    else:
+        raise ProtocolError("malformed request target", 400)
+    if "#" in target:
+        raise ProtocolError("fragment in request target", 400)
+    if not sep:
+        return path, ()
+    return path, tuple(parse_qsl(query, keep_blank_values=True))

@@ -1,0 +1,70 @@
+"""Who is asking: the identity of a VM, as the metadata server answers for it.
+
+The server never learns identity from the request itself: the driver maps the peer
+address to a :class:`VmIdentity` through a callback built on the node's neighbour
+table (see ``shared/ARCHITECTURE.md``, "Caller identity").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VmIdentity:
+    """Everything the metadata APIs tell a VM about itself.
+
+    Only the first fields are required; the rest default to plausible Azure values.
+    ``mac`` is written as the kernel does (``02:00:00:00:00:01``); the instance
+    document renders it as Azure does (``020000000001``). ``address``/``prefix`` are the
+    routable (198.18/15) address; ``link_local`` is the RFC 3927 address the VM
+    talks to 169.254.169.254 from.
+    """
+
+    name: str
+    vm_id: str
+    node: str
+    location: str = "westeurope"
+    update_domain: int = 0
+    fault_domain: int = 0
+    availability_set: str = ""
+    vm_size: str = "Standard_D2s_v3"
+    os_type: str = "Linux"
+    mac: str = ""
+    link_local: str = ""
+    address: str = ""
+    prefix: int = 24
+    subnet: str = ""
+    resource_group: str = "netsim"
+    subscription_id: str = "00000000-0000-0000-0000-000000000000"
+    publisher: str = "Canonical"
+    offer: str = "0001-com-ubuntu-server-jammy"
+    sku: str = "22_04-lts-gen2"
+    image_version: str = "latest"
+    tags: tuple[tuple[str, str], ...] = ()
+    zone: str = ""
+    vm_scale_set: str = ""
+    placement_group_id: str = ""
+    az_environment: str = "AzurePublicCloud"
+    provider: str = "Microsoft.Compute"
+
+    @property
+    def subnet_address(self) -> str:
+        """Network address of the routable subnet (``subnet`` or derived from the address)."""
+        if self.subnet:
+            return self.subnet.partition("/")[0]
+        if not self.address:
+            return ""
+        return str(ipaddress.ip_interface(f"{self.address}/{self.prefix}").network.network_address)
+
+    @property
+    def azure_mac(self) -> str:
+        """The MAC as Azure prints it: upper-case hex without separators."""
+        return self.mac.replace(":", "").replace("-", "").upper()
+
+    @property
+    def resource_id(self) -> str:
+        """The VM's Azure resource id."""
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.Compute/virtualMachines/{self.name}")

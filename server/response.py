@@ -1,0 +1,97 @@
+"""Responses of the metadata server and their serializer (sans-IO).
+
+:func:`serialize` renders a :class:`Response` as ONE bytes object (status line,
+Content-Type, Content-Length, Date, optional Connection) so the driver sends it in one
+write: two writes meet Nagle + delayed ACK, 44 ms per request
+(``shared/reference/measured-anchors.md`` section 2).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from server.http import HttpError, LocalProtocolError
+
+REASONS = {
+    100: "Continue", 200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    410: "Gone", 411: "Length Required", 413: "Content Too Large", 414: "URI Too Long",
+    429: "Too Many Requests", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+JSON = "application/json; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Response:
+    """A response to serialize: status, body bytes, content type, extra header pairs."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_response(status: int, value: object, *, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    """A compact JSON response."""
+    return Response(status, json.dumps(value, separators=(",", ":")).encode(), JSON, headers)
+
+
+def error_response(status: int, message: str, *, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    """An IMDS-style error: ``{"error": "<message>"}``."""
+    return json_response(status, {"error": message}, headers=headers)
+
+
+def protocol_error_response(exc: HttpError) -> Response:
+    """The response that answers a :class:`ProtocolError` (or a 500 for a local error)."""
+    return error_response(exc.status, f"{REASONS.get(exc.status, 'Error')}: {exc}")
+
+
+_STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in REASONS.items()}
+_BAD_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SAFE = {JSON, TEXT}
+
+
+def _check_header(name: str, value: str) -> None:
+    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name) or _BAD_HEADER.search(value):
+        raise LocalProtocolError(f"invalid response header {name!r}: {value!r}")
+
+
+def serialize(response: Response, *, keep_alive: bool = True, date: str | None = None,
+              head: bool = False, http10: bool = False) -> bytes:
+    """Render ``response`` as ONE bytes object: status line, headers and body.
+
+    Adds ``Content-Type``, ``Content-Length``, ``Date`` when given and ``Connection:
+    close`` when ``keep_alive`` is false (``Connection: keep-alive`` for a persistent
+    HTTP/1.0 peer, ``http10``). ``head`` leaves the body out (answers to HEAD).
+    """
+    status = response.status
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        if not 100 <= status <= 599:
+            raise LocalProtocolError(f"invalid status code {status}")
+        line = f"HTTP/1.1 {status} Unknown\r\n".encode()
+    body = b"" if head else response.body
+    if response.content_type not in _SAFE:
+        _check_header("Content-Type", response.content_type)
+    elif keep_alive and not http10 and not response.headers and date is not None:
+        # The common case (a keep-alive answer to a poller), in one format and one encode.
+        return line + (f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
+                       f"Date: {date}\r\n\r\n").encode() + body
+    parts = [f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"]
+    if date is not None:
+        parts.append(f"Date: {date}\r\n")
+    for name, value in response.headers:
+        _check_header(name, value)
+        parts.append(f"{name}: {value}\r\n")
+    if not keep_alive:
+        parts.append("Connection: close\r\n")
+    elif http10:
+        parts.append("Connection: keep-alive\r\n")
+    parts.append("\r\n")
+    return line + "".join(parts).encode("latin-1") + body
