@@ -42,8 +42,24 @@ def test_up_status_exec_reach_down(tmp_path, netsim_state_dir):
         cell = {(r["from"], r["to"], r["kind"]): r["reachable"] for r in rows}
         assert cell[("web1", "web3", "link-local")] and not cell[("web2", "web1", "link-local")]
         assert cell[("web2", "web1", "routable")] and cell[("client", "web3", "routable")]
+        assert all(r["reachable"] for r in rows if r["kind"] == "metadata")
         matrix = netsim("reach", "--name", name).stdout
-        assert matrix.splitlines()[1].split()[:4] == ["web1", ".", "R-", "RL"]
+        assert matrix.splitlines()[1].split() == ["web1", ".", "R-", "RL", "R", "R", "R", "M"]
+        added = netsim("event", "add", "--name", name, "web1", "--type", "Freeze", "--in", "60",
+                       "--duration", "5").stdout
+        event_id = added.split()[0]
+        listed = json.loads(netsim("events", "--name", name, "--json").stdout)
+        assert [(e["event_id"], e["event_type"], e["status"]) for e in listed] == [(event_id, "Freeze", "Scheduled")]
+        assert "Started" in netsim("event", "approve", "--name", name, event_id).stdout
+        seen = netsim("exec", "--name", name, "web3", "--", "curl", "-s", "-H", "Metadata: true",
+                      "http://169.254.169.254/metadata/scheduledevents?api-version=2020-07-01").stdout
+        assert json.loads(seen)["Events"][0]["EventStatus"] == "Started"
+        netsim("link", "--name", name, "web3", "down")
+        assert json.loads(netsim("status", "--name", name, "--json").stdout)["vms"][2]["link_local"] is None
+        netsim("link", "--name", name, "web3", "up")
+        pcap = tmp_path / "n1.pcap"
+        assert "frames written" in netsim("capture", "--name", name, "n1", "-o", str(pcap), "--duration", "1").stdout
+        assert pcap.read_bytes()[:4] == bytes.fromhex("d4c3b2a1")
     finally:
         down = netsim("down", "--name", name)
     assert "9 namespaces removed" in down.stdout
