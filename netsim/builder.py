@@ -102,7 +102,9 @@ class _Build:
         plan = addressing.node_addresses(node.index)
         sock, node_fd = _enter_new(self.state, names.node_ns(dc.name, node.name), forwarding=True)
         try:
-            sock.add_bridge(names.NODE_BRIDGE, names.NIC_INDEX, mac=addressing.mac(dc.name, 2, node.index))
+            # Every node's bridge has the same MAC, as a cloud's virtual gateway and metadata
+            # address do everywhere: a VM moved to another node keeps valid ARP entries.
+            sock.add_bridge(names.NODE_BRIDGE, names.NIC_INDEX, mac=addressing.node_bridge_mac(dc.name))
             sock.add_address(names.NIC_INDEX, addressing.METADATA_ADDRESS, 16)
             sock.add_address(names.NIC_INDEX, plan.gateway, 24)
             # The uplink is created from the node; its peer is born in the fabric.

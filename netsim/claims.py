@@ -25,8 +25,9 @@ def timers_for(dc: Datacenter) -> Timers:
 class LinkLocalService:
     """Claims a link-local address for every VM of a datacenter, from one thread."""
 
-    def __init__(self, dc: Datacenter) -> None:
+    def __init__(self, dc: Datacenter, node_of=None) -> None:
         self.dc = dc
+        self.node_of = node_of or (lambda vm: dc.vm(vm).node)
         self.timers = timers_for(dc)
         self.driver = LinkLocalDriver(timers=self.timers, reserved=frozenset({addressing.METADATA_ADDRESS}),
                                       listener=self._claimed)
@@ -36,7 +37,7 @@ class LinkLocalService:
     def _claimed(self, vm: str, action) -> None:
         """Tell the node's port security who owns a newly bound (or released) address."""
         bound = isinstance(action, Bind)
-        node = self.dc.vm(vm).node
+        node = self.node_of(vm)
         try:
             nft.run(names.node_ns(self.dc.name, node), nft.claim_commands(names.vm_port(vm), action.address, bound))
         except nft.NftError as exc:  # e.g. a VM's second claim of the same address
@@ -58,6 +59,10 @@ class LinkLocalService:
     def address_of(self, vm: str) -> str | None:
         """The VM's bound address, or None while it has none."""
         return self.driver.status().get(vm, (None, None))[1]
+
+    def remove(self, vm: str) -> None:
+        """Stop claiming for a VM that is being deleted."""
+        self.driver.remove(vm)
 
     def link_event(self, vm: str, up: bool) -> None:
         """The VM's link went down or up: a link that comes back claims again."""

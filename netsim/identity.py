@@ -31,13 +31,14 @@ def vm_id(dc: str, vm: str) -> str:
     return str(uuid.UUID(bytes=hashlib.sha256(f"{dc}/{vm}".encode()).digest()[:16], version=4))
 
 
-def identity_of(dc: Datacenter, vm_name: str, link_local: str = "") -> VmIdentity:
-    """The metadata identity of a VM."""
+def identity_of(dc: Datacenter, vm_name: str, link_local: str = "", placed_on: str | None = None) -> VmIdentity:
+    """The metadata identity of a VM; ``placed_on`` is the node holding it now (default:
+    its node in the topology). Its routable address stays that of its home node."""
     vm = dc.vm(vm_name)
     node = dc.node(vm.node)
     slot = [v.name for v in dc.vms_on(vm.node)].index(vm.name)
     return VmIdentity(
-        name=vm.name, vm_id=vm_id(dc.name, vm.name), node=vm.node, location=dc.location,
+        name=vm.name, vm_id=vm_id(dc.name, vm.name), node=placed_on or vm.node, location=dc.location,
         update_domain=vm.update_domain, fault_domain=vm.fault_domain,
         availability_set=vm.availability_set or "", vm_size=vm.size, os_type=vm.os_type,
         mac=addressing.vm_mac(dc.name, vm.index), link_local=link_local,
@@ -103,4 +104,4 @@ class NeighbourResolver:
         if vm is None:
             return None
         link_local = peer_ip if peer_ip.startswith("169.254.") else self.link_local_of(vm)
-        return identity_of(self.dc, vm, link_local)
+        return identity_of(self.dc, vm, link_local, self.node)

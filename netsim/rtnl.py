@@ -223,6 +223,18 @@ class Rtnl:
         """Remove a route; a missing route is not an error."""
         self._route(RTM_DELROUTE, _SET, dst, gateway=gateway, oif=oif, tolerate=(errno_mod.ESRCH,))
 
+    def proxy_neighbour(self, ifindex: int, address: str, *, add: bool = True) -> None:
+        """Answer ARP for ``address`` on ``ifindex`` (proxy ARP for one address), or stop."""
+        from pyroute2.netlink.rtnl import RTM_DELNEIGH, RTM_NEWNEIGH
+        msg = ndmsg()
+        msg["family"], msg["ifindex"], msg["flags"] = socket.AF_INET, ifindex, 0x08  # NTF_PROXY
+        msg["attrs"] = [("NDA_DST", address)]
+        if add:
+            self._put(msg, RTM_NEWNEIGH, _NEW, f"proxying ARP for {address}", (errno_mod.EEXIST,))
+        else:
+            self._put(msg, RTM_DELNEIGH, _SET, f"ending proxy ARP for {address}",
+                      (errno_mod.ENOENT, errno_mod.ESRCH))
+
     def assign_nsid(self, ns_fd: int) -> None:
         """Give the namespace ``ns_fd`` an id in this socket's namespace (``ip netns set NS auto``)."""
         msg = nsidmsg()

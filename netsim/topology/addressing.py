@@ -76,6 +76,11 @@ def mac(dc: str, kind: int, index: int) -> str:
     return "02:%02x:%02x:%02x:%02x:%02x" % (dc_byte, kind, (index >> 16) & 0xFF, (index >> 8) & 0xFF, index & 0xFF)
 
 
+def node_bridge_mac(dc: str) -> str:
+    """MAC of every node's bridge: the gateway and 169.254.169.254 answer from it."""
+    return mac(dc, 2, 0)
+
+
 def vm_mac(dc: str, vm_index: int) -> str:
     """MAC of a VM's eth0; the RFC 3927 generator is seeded with it."""
     return mac(dc, 1, vm_index)
