@@ -125,8 +125,8 @@ class _Build:
                 if dc.linklocal == "static":  # claimed addresses are added as VMs claim them
                     allowed.append(addressing.static_link_local(vm.index))
                 ports[names.vm_port(vm.name)] = (addressing.vm_mac(dc.name, vm.index), allowed)
-            if ports:
-                nft.run(node_fd, nft.port_security(ports, addressing.METADATA_ADDRESS))
+            # Loaded even on a node without VMs: VMs may be moved onto it later.
+            nft.run(node_fd, nft.port_security(ports, addressing.METADATA_ADDRESS))
         finally:
             sock.close()
             os.close(node_fd)

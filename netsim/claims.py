@@ -4,9 +4,11 @@ by one :class:`~netsim.linklocal.driver.LinkLocalDriver` running in a daemon thr
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 
 from netsim import names, nft
+from netsim.errors import NetsimError
 from netsim.linklocal.constants import RFC_TIMERS, Timers
 from netsim.linklocal.driver import LinkLocalDriver
 from netsim.linklocal.machine import Bind
@@ -25,29 +27,59 @@ def timers_for(dc: Datacenter) -> Timers:
 class LinkLocalService:
     """Claims a link-local address for every VM of a datacenter, from one thread."""
 
-    def __init__(self, dc: Datacenter, node_of=None) -> None:
+    def __init__(self, dc: Datacenter, node_of=None, vms: list[str] | None = None) -> None:
         self.dc = dc
+        self.vms = [v.name for v in dc.vms] if vms is None else vms
         self.node_of = node_of or (lambda vm: dc.vm(vm).node)
         self.timers = timers_for(dc)
         self.driver = LinkLocalDriver(timers=self.timers, reserved=frozenset({addressing.METADATA_ADDRESS}),
                                       listener=self._claimed)
         self._stop = threading.Event()
+        self._nft_queue: queue.Queue = queue.Queue()
+        self._nft_thread = threading.Thread(target=self._nft_worker, name="portsec", daemon=True)
         self._thread = threading.Thread(target=self.driver.run, args=(self._stop,), name="linklocal", daemon=True)
 
     def _claimed(self, vm: str, action) -> None:
-        """Tell the node's port security who owns a newly bound (or released) address."""
-        bound = isinstance(action, Bind)
-        node = self.node_of(vm)
-        try:
-            nft.run(names.node_ns(self.dc.name, node), nft.claim_commands(names.vm_port(vm), action.address, bound))
-        except nft.NftError as exc:  # e.g. a VM's second claim of the same address
-            log.warning("port security of %s for %s: %s", node, vm, exc)
+        """Tell the node's port security who owns a newly bound (or released) address.
+
+        Runs on the driver's loop, so the nft work goes to another thread, batched per
+        node: an address nobody owns yet is free to announce, so the owner's own first
+        announcement never waits for it.
+        """
+        commands = nft.claim_commands(names.vm_port(vm), action.address, isinstance(action, Bind))
+        self._nft_queue.put((self.node_of(vm), commands))
+
+    def _nft_worker(self) -> None:
+        while True:
+            item = self._nft_queue.get()
+            if item is None:
+                return
+            batch: dict[str, list[str]] = {}
+            while item is not None:
+                batch.setdefault(item[0], []).append(item[1])
+                try:
+                    item = self._nft_queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            for node, commands in batch.items():
+                try:
+                    nft.run(names.node_ns(self.dc.name, node), "".join(commands))
+                except nft.NftError:
+                    # One bad element (already there, already gone) fails the batch: apply one by one.
+                    for command in commands:
+                        try:
+                            nft.run(names.node_ns(self.dc.name, node), command)
+                        except nft.NftError as exc:
+                            log.info("port security of %s: %s", node, exc)
+                except NetsimError as exc:  # the node is gone
+                    log.info("port security of %s: %s", node, exc)
 
     def start(self) -> None:
         """Open every VM's ARP socket, start every claim, and run the loop."""
-        for vm in self.dc.vms:
-            self.driver.add(vm.name, names.vm_ns(self.dc.name, vm.name), names.VM_IFNAME,
-                            addressing.vm_mac(self.dc.name, vm.index))
+        for vm in self.vms:
+            self.driver.add(vm, names.vm_ns(self.dc.name, vm), names.VM_IFNAME,
+                            addressing.vm_mac(self.dc.name, self.dc.vm(vm).index))
+        self._nft_thread.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -55,6 +87,8 @@ class LinkLocalService:
         self._stop.set()
         self._thread.join(5)
         self.driver.close()
+        self._nft_queue.put(None)
+        self._nft_thread.join(5)
 
     def address_of(self, vm: str) -> str | None:
         """The VM's bound address, or None while it has none."""

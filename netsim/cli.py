@@ -187,9 +187,59 @@ def cmd_events(args) -> int:
     if args.json:
         print(json.dumps(answer["events"], indent=2))
     else:
-        print(f"DocumentIncarnation {answer['document_incarnation']}, {len(answer['events'])} events")
+        incarnations = ", ".join(f"{n} {i}" for n, i in answer["document_incarnation"].items())
+        print(f"{len(answer['events'])} events; DocumentIncarnation per node: {incarnations}")
         for e in answer["events"]:
             print("  " + _event_line(e))
+    return 0
+
+
+def cmd_maintenance_start(args) -> int:
+    _need_root()
+    running = dcapi.RunningDatacenter.attach(_dc_name(args))
+    walk = running.request("walk_start", avset=args.avset, notice=args.notice, downtime=args.downtime)["walk"]
+    uds = ([walk["current_ud"]] if walk["current_ud"] is not None else []) + walk["pending_uds"]
+    print(f"walk {walk['walk_id']} of {walk['avset']}: update domains {uds} one at a time, "
+          f"notice {args.notice:g} s, downtime {args.downtime:g} s")
+    return 0
+
+
+def cmd_maintenance_status(args) -> int:
+    _need_root()
+    snap = dcapi.RunningDatacenter.attach(_dc_name(args)).request("snapshot")
+    if args.json:
+        print(json.dumps(snap["walks"], indent=2))
+        return 0
+    if not snap["walks"]:
+        print("no maintenance walk")
+    for w in snap["walks"]:
+        print(f"walk {w['walk_id']} of {w['avset']}: {w['state']}, current UD {w['current_ud']}, "
+              f"done {w['done_uds']}, pending {w['pending_uds']}")
+    return 0
+
+
+def cmd_node(args) -> int:
+    _need_root()
+    running = dcapi.RunningDatacenter.attach(_dc_name(args))
+    running.request(f"node_{args.action}", node=args.node)
+    print(f"node {args.node}: {'failed (uplink and bridge down)' if args.action == 'fail' else 'recovered'}")
+    return 0
+
+
+def cmd_watch(args) -> int:
+    _need_root()
+    from netsim.watch import watch
+    watch(dcapi.RunningDatacenter.attach(_dc_name(args)), args.interval, args.count)
+    return 0
+
+
+def cmd_daemon(args) -> int:
+    _need_root()
+    running = dcapi.RunningDatacenter.attach(_dc_name(args))
+    if args.action == "restart":
+        running.stop_daemon()
+    pid = running.start_daemon()
+    print(f"daemon of {running.name} running as PID {pid}")
     return 0
 
 
@@ -242,8 +292,8 @@ def parser() -> argparse.ArgumentParser:
     ea = named(evsub.add_parser("add", help="file a one-off event for a VM"))
     ea.add_argument("vm")
     ea.add_argument("--type", default="Reboot", choices=["Freeze", "Reboot", "Redeploy", "Preempt", "Terminate"])
-    ea.add_argument("--in", dest="in_", type=float, default=900.0, metavar="SECONDS",
-                    help="NotBefore is this many seconds from now (default 900)")
+    ea.add_argument("--in", dest="in_", type=float, default=None, metavar="SECONDS",
+                    help="NotBefore is this many seconds from now (default: Azure's minimum notice for the type)")
     ea.add_argument("--duration", type=int, default=-1, metavar="SECONDS", help="DurationInSeconds (-1: unknown)")
     ea.add_argument("--description", default="")
     ea.set_defaults(func=cmd_event_add)
@@ -253,6 +303,27 @@ def parser() -> argparse.ArgumentParser:
     sp = named(sub.add_parser("events", help="list scheduled events"))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_events)
+    sp = named(sub.add_parser("maintenance", help="planned maintenance: walk an availability set's update domains"))
+    msub = sp.add_subparsers(dest="maintenance_command", required=True)
+    ms = named(msub.add_parser("start", help="start a walk, one update domain at a time"))
+    ms.add_argument("avset")
+    ms.add_argument("--notice", type=float, default=900.0, help="seconds of notice per update domain (default 900)")
+    ms.add_argument("--downtime", type=float, default=60.0, help="seconds each VM stays down (default 60)")
+    ms.set_defaults(func=cmd_maintenance_start)
+    mt = named(msub.add_parser("status", help="the walks and where they are"))
+    mt.add_argument("--json", action="store_true")
+    mt.set_defaults(func=cmd_maintenance_status)
+    sp = named(sub.add_parser("node", help="fail a node for real, or recover it"))
+    sp.add_argument("action", choices=["fail", "recover"])
+    sp.add_argument("node")
+    sp.set_defaults(func=cmd_node)
+    sp = named(sub.add_parser("watch", help="a live timeline of nodes, VMs and events"))
+    sp.add_argument("--interval", type=float, default=1.0)
+    sp.add_argument("--count", type=int, default=0, help="stop after this many frames (default: until Ctrl-C)")
+    sp.set_defaults(func=cmd_watch)
+    sp = named(sub.add_parser("daemon", help="start the datacenter's daemon again (after a crash or kill)"))
+    sp.add_argument("action", choices=["start", "restart"])
+    sp.set_defaults(func=cmd_daemon)
     return p
 
 

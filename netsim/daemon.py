@@ -1,5 +1,6 @@
-"""The datacenter daemon: metadata servers of every node, the link-local driver, and the
-control socket that the CLI and the Python API talk to.
+"""The datacenter daemon: metadata servers of every node, the link-local driver, the
+controller and host agents (maintenance), and the control socket that the CLI and the
+Python API talk to.
 
 ``netsim up`` starts it (``python -m netsim.daemon --name DC``) and journals its PID;
 ``netsim down`` ends it by that PID. Its log is ``daemon.log`` in the state folder.
@@ -14,19 +15,21 @@ import logging
 import os
 import signal
 import sys
-import time
-import uuid
 from dataclasses import asdict
 
 from netsim import names
 from netsim.control import SOCKET_NAME
+from netsim.controller import Controller, placement_from_kernel
+from netsim.datacenter import RunningDatacenter
+from netsim.effects import Effects
+from netsim.errors import NetsimError
 from netsim.identity import NeighbourResolver
+from netsim.services import Services
 from netsim.state import StateDir
 from server.driver import MetadataServer, ServerConfig
-from server.events import Event, EventError, EventStore
+from server.events import Event
 
 log = logging.getLogger("netsim.daemon")
-STARTED_EVENT_LINGER = 5.0  # seconds a Started event with no duration stays visible
 
 
 def event_json(e: Event) -> dict:
@@ -40,11 +43,13 @@ class Daemon:
     def __init__(self, dc_name: str) -> None:
         self.state = StateDir(dc_name)
         self.dc = self.state.read_datacenter()
-        self.events = EventStore()
-        self.started_at: dict[str, float] = {}
+        self.running = RunningDatacenter(self.dc, self.state)
+        self.placement = placement_from_kernel(self.dc)
         self.server = MetadataServer(ServerConfig())
         self.resolvers: dict[str, NeighbourResolver] = {}
         self.linklocal = None
+        self.services = Services(self.dc, self.state, self.running.record_process)
+        self.controller: Controller | None = None
         self.stopping = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -55,20 +60,30 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         if self.dc.linklocal == "claim":
             from netsim.claims import LinkLocalService
-            self.linklocal = LinkLocalService(self.dc)
+            self.linklocal = LinkLocalService(self.dc, node_of=self.placement.get, vms=list(self.placement))
             self.linklocal.start()
+        effects = Effects(self.dc, self.placement, self.linklocal, self.services)
+        self.controller = Controller(self.dc, self.state, effects)
+        booted = self.state.file("booted")
+        if not os.path.exists(booted):
+            # The first boot of every VM. A restarted daemon finds the services running,
+            # or a VM down in the middle of an effect that will boot it.
+            for vm in self.placement:
+                self.services.start(vm)
+            open(booted, "w").close()
         for node in self.dc.nodes:
             resolver = NeighbourResolver(self.dc, node.name, self.link_local_of)
             self.resolvers[node.name] = resolver
-            await self.server.add_node(node.name, names.node_ns(self.dc.name, node.name), resolver, self.events)
+            await self.server.add_node(node.name, names.node_ns(self.dc.name, node.name), resolver,
+                                       self.controller.view(node.name))
         path = self.state.file(SOCKET_NAME)
         if os.path.exists(path):
             os.unlink(path)
         control = await asyncio.start_unix_server(self.serve_control, path=path)
-        ticker = asyncio.create_task(self.tick())
+        brain = asyncio.create_task(self.controller.run())
         log.info("daemon of %s ready: %d nodes served", self.dc.name, len(self.dc.nodes))
         await self.stopping.wait()
-        ticker.cancel()
+        brain.cancel()
         control.close()
         await self.server.close()
         for r in self.resolvers.values():
@@ -84,21 +99,6 @@ class Daemon:
         from netsim.topology.addressing import static_link_local
         return static_link_local(self.dc.vm(vm).index)
 
-    async def tick(self) -> None:
-        """Start events at NotBefore; drop Started ones when their impact is over."""
-        while True:
-            now = time.time()
-            for e in self.events.start_due(now):
-                self.started_at.setdefault(e.event_id, now)
-                log.info("event %s (%s on %s) started", e.event_id, e.event_type, ",".join(e.resources))
-            for e in self.events.all():
-                if e.status == "Started":
-                    began = self.started_at.setdefault(e.event_id, now)
-                    if now - began >= max(e.duration_s, 0) + STARTED_EVENT_LINGER:
-                        self.events.remove(e.event_id)
-                        self.started_at.pop(e.event_id, None)
-            await asyncio.sleep(0.05)
-
     # -- control socket -----------------------------------------------------------------------
 
     async def serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -107,15 +107,19 @@ class Daemon:
             try:
                 req = json.loads(line)
                 answer = {"ok": True, **self.handle(req)}
-            except (EventError, KeyError, ValueError, TypeError) as exc:
-                answer = {"ok": False, "error": str(exc) if not isinstance(exc, KeyError) else f"unknown {exc}"}
+            except KeyError as exc:
+                answer = {"ok": False, "error": f"unknown name {exc}"}
+            except (NetsimError, ValueError, TypeError) as exc:
+                answer = {"ok": False, "error": str(exc)}
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
         finally:
             writer.close()
 
     def handle(self, req: dict) -> dict:
-        """Answer one control request (sans-IO apart from reading the clock)."""
+        """Answer one control request."""
+        c = self.controller
+        assert c is not None
         command = req.get("command")
         if command == "ping":
             return {"pid": os.getpid(), "nodes": self.server.nodes}
@@ -127,30 +131,35 @@ class Daemon:
             self.linklocal.link_event(req["vm"], bool(req["up"]))
             return {}
         if command == "event_add":
-            return {"event": event_json(self.add_event(req))}
+            notice = req.get("in")
+            duration = req.get("duration")
+            event_id = c.add_event(req["vm"], req.get("type", "Reboot"),
+                                   None if notice is None else float(notice),
+                                   None if duration is None or duration < 0 else float(duration),
+                                   req.get("description") or None, req.get("source", "Platform"))
+            return {"event": event_json(c.planner.event(event_id))}
         if command == "events":
-            return {"events": [event_json(e) for e in self.events.all()],
-                    "document_incarnation": self.events.document_incarnation}
+            events = [event_json(e) for e in c.planner.events()]
+            return {"events": events, "document_incarnation": {n.name: c.repo.incarnation(n.name)
+                                                               for n in self.dc.nodes}}
         if command == "approve":
-            if not self.events.approve(req["id"]):
-                raise ValueError(f"no event {req['id']}")
-            return {"event": event_json(self.events.get(req["id"]))}
+            if not c.approve(req["id"]):
+                raise ValueError(f"no event {req['id']} is waiting for approval")
+            return {"event": event_json(c.planner.event(req["id"]))} if c.planner.event(req["id"]) else {}
+        if command == "walk_start":
+            walk_id = c.start_walk(req["avset"], float(req.get("notice", 900)), float(req.get("downtime", 60)))
+            return {"walk": c.planner.walk_status(walk_id).to_dict()}
+        if command == "snapshot":
+            snap = c.snapshot()
+            snap["claims"] = self.linklocal.status() if self.linklocal else {}
+            return snap
+        if command == "node_fail":
+            c.node_fail(req["node"])
+            return {}
+        if command == "node_recover":
+            c.node_recover(req["node"])
+            return {}
         raise ValueError(f"unknown command {command!r}")
-
-    def add_event(self, req: dict) -> Event:
-        """File a one-off event for a VM (``netsim event add``)."""
-        vm = self.dc.vm(req["vm"])
-        now = time.time()
-        event = Event(
-            event_id=str(uuid.uuid4()).upper(), event_type=req.get("type", "Reboot"), resources=(vm.name,),
-            not_before=now + float(req.get("in", 900)), created=now,
-            description=req.get("description") or "Host server is undergoing maintenance.",
-            source=req.get("source", "Platform"), duration_s=int(req.get("duration", -1)),
-            avset=vm.availability_set or "")
-        self.events.add(event)
-        log.info("event %s filed: %s of %s at NotBefore %+.0f s", event.event_id, event.event_type, vm.name,
-                 event.not_before - now)
-        return event
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,14 +110,16 @@ class RunningDatacenter:
         present = set(netns.list_names(names.dc_prefix(self.name)))
         lla = self.link_local_addresses()
         try:
-            claims = self.claims() if self.topology.linklocal == "claim" else {}
+            snap = self.request("snapshot")
         except StateError:
-            claims = {}
+            snap = {"claims": {}, "placement": {}}
+        claims, placement = snap["claims"], snap["placement"]
         vms = []
         for vm in self.topology.vms:
             ns = names.vm_ns(self.name, vm.name)
             vms.append({
-                "name": vm.name, "node": vm.node, "availability_set": vm.availability_set,
+                "name": vm.name, "node": placement.get(vm.name, vm.node), "home_node": vm.node,
+                "availability_set": vm.availability_set,
                 "update_domain": vm.update_domain, "fault_domain": vm.fault_domain,
                 "namespace": ns, "present": ns in present,
                 "mac": addressing.vm_mac(self.name, vm.index),
@@ -129,7 +131,9 @@ class RunningDatacenter:
                   "present": names.node_ns(self.name, n.name) in present,
                   "subnet": addressing.node_addresses(n.index).subnet,
                   "metadata": addressing.METADATA_ADDRESS,
-                  "vms": [v.name for v in self.topology.vms_on(n.name)]} for n in self.topology.nodes]
+                  "failed": n.name in snap.get("failed_nodes", []),
+                  "vms": [v.name for v in self.topology.vms if placement.get(v.name, v.node) == n.name]}
+                 for n in self.topology.nodes]
         extras = [{"name": h, "namespace": names.extra_ns(self.name, h),
                    "present": names.extra_ns(self.name, h) in present,
                    "address": addressing.EXTRA_HOST_ADDRESSES[h]} for h in names.EXTRA_HOSTS]
@@ -141,7 +145,10 @@ class RunningDatacenter:
     # -- daemon --------------------------------------------------------------------------
 
     def start_daemon(self) -> int:
-        """Start the datacenter's daemon, journal its PID and wait until it answers."""
+        """Start the datacenter's daemon, journal its PID and wait until it answers; a
+        daemon started again after a crash re-attaches to what exists and loses no event."""
+        if self.daemon_pids():
+            raise StateError(f"the daemon of {self.name!r} is already running (PID {self.daemon_pids()[0]})")
         log = open(self.state.file("daemon.log"), "ab")
         try:
             proc = subprocess.Popen([sys.executable, "-m", "netsim.daemon", "--name", self.name],
@@ -160,6 +167,20 @@ class RunningDatacenter:
                     tail = open(self.state.file("daemon.log"), errors="replace").read()[-600:]
                     raise StateError(f"the daemon of {self.name!r} did not start; its log ends:\n{tail}") from None
                 time.sleep(0.05)
+
+    def daemon_pids(self) -> list[int]:
+        """PIDs of this datacenter's daemon processes that are still running."""
+        return [int(r[1]) for r in self.state.read_journal()
+                if r[0] == "pid" and r[-1] == "daemon" and _start_time(int(r[1])) == r[2] and _alive(int(r[1]))]
+
+    def stop_daemon(self, sig: int = signal.SIGTERM) -> None:
+        """End the daemon (SIGTERM: cleanly; SIGKILL: as a crash would) and wait for it."""
+        pids = self.daemon_pids()
+        for pid in pids:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.02)
 
     def request(self, command: str, **args) -> dict:
         """Send a command to the datacenter's daemon (see :mod:`netsim.daemon`)."""

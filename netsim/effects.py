@@ -129,18 +129,33 @@ class Effects:
             if add:
                 fabric.add_route(f"{address}/32", gateway=here.uplink)
             fabric.flush()
+        try:
+            self._home_routes(vm, add)
+        except NetsimError as exc:  # a failed home node: done again when it recovers
+            log.info("home node %s of %s not updated: %s", home.name, vm, exc)
+
+    def _home_routes(self, vm: str, add: bool) -> None:
+        """On the VM's home node: answer ARP for it and route it through the fabric, so the
+        VM's old neighbours on its home subnet still reach it."""
+        home = self.dc.node(self.dc.vm(vm).node)
+        address, plan = self._routable(vm), addressing.node_addresses(home.index)
         if add:
             # Proxy ARP answers after a random delay of up to 0.8 s by default.
             with netns.entered(self._node_ns(home.name)):
                 netns.write_sysctl(f"net/ipv4/neigh/{names.NODE_BRIDGE}/proxy_delay", "0")
         with Rtnl.in_namespace(self._node_ns(home.name)) as sock:
-            # The VM's old neighbours on its home subnet reach it through the fabric.
             sock.proxy_neighbour(names.NIC_INDEX, address, add=add)
             if add:
-                sock.add_route(f"{address}/32", gateway=home_plan.fabric_side, exist_ok=True)
+                sock.add_route(f"{address}/32", gateway=plan.fabric_side, exist_ok=True)
             else:
-                sock.del_route(f"{address}/32", gateway=home_plan.fabric_side)
+                sock.del_route(f"{address}/32", gateway=plan.fabric_side)
             sock.flush()
+
+    def node_recovered(self, node: str) -> None:
+        """A node is back: restore the home routes of its VMs that live elsewhere now."""
+        for vm, where in self.placement.items():
+            if self.dc.vm(vm).node == node and where != node:
+                self._home_routes(vm, add=True)
 
     def _routable(self, vm: str) -> str:
         v = self.dc.vm(vm)

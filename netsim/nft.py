@@ -89,6 +89,7 @@ def port_security(ports: dict[str, tuple[str, list[str]]], metadata_address: str
     nobody owns yet stays free to probe and announce: that is how RFC 3927 claims one.
     """
     macs = ", ".join(f'"{port}" . {mac}' for port, (mac, _) in ports.items())
+    macs = f"elements = {{ {macs} }}" if macs else ""
     owned = [(ip, port) for port, (_, ips) in ports.items() for ip in ips]
     claimed = f"elements = {{ {', '.join(ip for ip, _ in owned)} }}" if owned else ""
     owners = f"elements = {{ {', '.join(f'{ip} . {chr(34)}{port}{chr(34)}' for ip, port in owned)} }}" if owned else ""
@@ -101,7 +102,7 @@ def port_security(ports: dict[str, tuple[str, list[str]]], metadata_address: str
     ))
     return f"""
 table bridge netsim_portsec {{
-    set port_mac {{ type ifname . ether_addr; elements = {{ {macs} }} }}
+    set port_mac {{ type ifname . ether_addr; {macs} }}
     set claimed {{ type ipv4_addr; {claimed} }}
     set owner {{ type ipv4_addr . ifname; {owners} }}
     chain forward {{

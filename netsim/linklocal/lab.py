@@ -116,13 +116,14 @@ class Lab:
 
     def socket_in_node(self, node: int, ifname: str = "br0", proto: int = 0x0806) -> socket.socket:
         """A raw AF_PACKET socket bound to ``ifname`` inside node ``node`` (for captures)."""
-        sock = netns.socket_in(self.node_ns(node), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+        # Protocol 0 until bound: binding a socket created with a protocol waits ~12 ms.
+        sock = netns.socket_in(self.node_ns(node), socket.AF_PACKET, socket.SOCK_RAW, 0)
         sock.bind((ifname, proto))
         return sock
 
     def socket_in_vm(self, vm: LabVm, proto: int = 0x0806) -> socket.socket:
         """A raw AF_PACKET socket bound to ``eth0`` inside ``vm`` (to send frames as another host)."""
-        sock = netns.socket_in(vm.ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+        sock = netns.socket_in(vm.ns, socket.AF_PACKET, socket.SOCK_RAW, 0)
         sock.bind(("eth0", proto))
         return sock
 

@@ -86,33 +86,33 @@ def _t(handler: str, *targets: ClaimState) -> Transition:
     return Transition(handler, frozenset(targets))
 
 
-S, E = ClaimState, Event
-_CLAIMING = (S.WAIT_PROBE, S.PROBING, S.WAIT_ANNOUNCE)
-_ACTIVE = _CLAIMING + (S.ANNOUNCING, S.BOUND)
+_S, _E = ClaimState, Event
+_CLAIMING = (_S.WAIT_PROBE, _S.PROBING, _S.WAIT_ANNOUNCE)
+_ACTIVE = _CLAIMING + (_S.ANNOUNCING, _S.BOUND)
 
 TRANSITIONS: dict[tuple[ClaimState, Event], Transition] = {
-    (S.INIT, E.START): _t("_start", S.WAIT_PROBE),
-    (S.WAIT_PROBE, E.TIMER): _t("_probe", S.PROBING, S.WAIT_ANNOUNCE),
-    (S.PROBING, E.TIMER): _t("_probe", S.PROBING, S.WAIT_ANNOUNCE),
-    (S.WAIT_ANNOUNCE, E.TIMER): _t("_announce", S.ANNOUNCING, S.BOUND),
-    (S.ANNOUNCING, E.TIMER): _t("_announce", S.ANNOUNCING, S.BOUND),
-    **{(s, E.ARP): _t("_arp_claiming", s, S.WAIT_PROBE) for s in _CLAIMING},
-    (S.ANNOUNCING, E.ARP): _t("_arp_bound", S.ANNOUNCING, S.WAIT_PROBE),
-    (S.BOUND, E.ARP): _t("_arp_bound", S.BOUND, S.WAIT_PROBE),
-    **{(s, E.LINK_DOWN): _t("_link_down", S.LINK_DOWN) for s in _ACTIVE},
-    (S.LINK_DOWN, E.ARP): _t("_ignore", S.LINK_DOWN),
-    (S.LINK_DOWN, E.LINK_UP): _t("_link_up", S.WAIT_PROBE),
-    **{(s, E.STOP): _t("_stop", S.STOPPED) for s in (S.INIT, S.LINK_DOWN) + _ACTIVE},
+    (_S.INIT, _E.START): _t("_start", _S.WAIT_PROBE),
+    (_S.WAIT_PROBE, _E.TIMER): _t("_probe", _S.PROBING, _S.WAIT_ANNOUNCE),
+    (_S.PROBING, _E.TIMER): _t("_probe", _S.PROBING, _S.WAIT_ANNOUNCE),
+    (_S.WAIT_ANNOUNCE, _E.TIMER): _t("_announce", _S.ANNOUNCING, _S.BOUND),
+    (_S.ANNOUNCING, _E.TIMER): _t("_announce", _S.ANNOUNCING, _S.BOUND),
+    **{(s, _E.ARP): _t("_arp_claiming", s, _S.WAIT_PROBE) for s in _CLAIMING},
+    (_S.ANNOUNCING, _E.ARP): _t("_arp_bound", _S.ANNOUNCING, _S.WAIT_PROBE),
+    (_S.BOUND, _E.ARP): _t("_arp_bound", _S.BOUND, _S.WAIT_PROBE),
+    **{(s, _E.LINK_DOWN): _t("_link_down", _S.LINK_DOWN) for s in _ACTIVE},
+    (_S.LINK_DOWN, _E.ARP): _t("_ignore", _S.LINK_DOWN),
+    (_S.LINK_DOWN, _E.LINK_UP): _t("_link_up", _S.WAIT_PROBE),
+    **{(s, _E.STOP): _t("_stop", _S.STOPPED) for s in (_S.INIT, _S.LINK_DOWN) + _ACTIVE},
 }
 """Every legal (state, event) and what it does; anything else raises IllegalInput."""
 
 _HINTS = {
-    E.START: "start() is called once, on a new Claim",
-    E.TIMER: "this state has no timer; call handle_timer() only when next_deadline() is not None",
-    E.ARP: "feed ARP only to a started claim whose link is up or down, never after stop()",
-    E.LINK_DOWN: "the link is already down (or the claim is not started)",
-    E.LINK_UP: "link_up() follows link_down(); the link is already up",
-    E.STOP: "the claim is already stopped",
+    _E.START: "start() is called once, on a new Claim",
+    _E.TIMER: "this state has no timer; call handle_timer() only when next_deadline() is not None",
+    _E.ARP: "feed ARP only to a started claim whose link is up or down, never after stop()",
+    _E.LINK_DOWN: "the link is already down (or the claim is not started)",
+    _E.LINK_UP: "link_up() follows link_down(); the link is already up",
+    _E.STOP: "the claim is already stopped",
 }
 
 

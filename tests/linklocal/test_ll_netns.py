@@ -21,7 +21,8 @@ from ll_support import BridgeCapture, gaps, wait_for
 
 from netsim import safety
 from netsim.errors import RootNamespaceError
-from netsim.linklocal import ArpPacket, ClaimState, LinkLocalError, encode_frame, first_candidate
+from netsim.linklocal import (ArpPacket, Bind, ClaimState, LinkLocalError, Unbind, decode_frame, encode_frame,
+                              first_candidate, linkio)
 from netsim.linklocal.driver import LinkLocalDriver
 from netsim.rtnl import Rtnl
 
@@ -48,6 +49,7 @@ def test_ten_vms_claim_distinct_addresses_within_rfc_windows(make_lab, run_drive
     status, sent = r.d.status(), r.d.sent()
     addresses = [status[vm.name][1] for vm in lab.vms]
     assert addresses == firsts and len(set(addresses)) == 10
+    assert r.d.counters["frames_in"] == 0  # the BPF filters kept the 9 neighbours' claims away
     t = FAST
     for vm, addr in zip(lab.vms, addresses):
         assert lab.addresses(vm) == [addr]
@@ -113,6 +115,32 @@ def test_persistent_conflict_makes_a_bound_vm_give_up(make_lab, run_driver):
     assert len(defended) == 1
     probes, announcements, _ = r.d.sent()[vm.name]
     assert (probes, announcements) == (2 * FAST.PROBE_NUM, 2 * FAST.ANNOUNCE_NUM + 1)
+
+
+def test_socket_filter_passes_only_frames_naming_the_address(make_lab, needs_root):
+    lab = make_lab(1, 2)
+    vm, other = lab.vms
+    mine, theirs = "169.254.10.1", "169.254.10.2"
+    rx, tx = linkio.open_arp_socket(vm.ns, "eth0"), lab.socket_in_vm(other)
+    try:
+        linkio.attach_filter(rx, mine)
+        frames = [ArpPacket.announcement(other.mac, theirs),            # about someone else: dropped
+                  ArpPacket.probe(other.mac, mine),                      # TPA = mine
+                  ArpPacket.reply(other.mac, mine, ArpPacket.probe(vm.mac, mine)),  # SPA = mine
+                  ArpPacket.probe(other.mac, theirs)]                    # dropped
+        for pkt in frames:
+            tx.send(encode_frame(pkt))
+        tx.send(encode_frame(frames[1])[:30])  # truncated before the addresses: dropped
+        time.sleep(0.1)
+        got = []
+        while True:
+            try:
+                got.append(decode_frame(rx.recv(2048)))
+            except BlockingIOError:
+                break
+        assert got == frames[1:3]
+    finally:
+        linkio.close_sockets([rx, tx])
 
 
 def test_arping_sees_a_claimed_address_in_use(make_lab, run_driver):
@@ -290,3 +318,30 @@ def test_avahi_autoipd_and_netsim_vms_end_distinct(make_lab, run_driver, tmp_pat
     assert len(set(everyone)) == 4, everyone
     assert f"BIND eth0 {late_first}" in log2.read_text()
     assert f"BIND eth0 {moved[0]}" in log1.read_text() and f"BIND eth0 {held_addr}" not in log1.read_text()
+
+
+def test_listener_hears_binds_and_remove_releases_many(make_lab, run_driver):
+    lab = make_lab(1, 3)
+    heard: list[tuple[str, object]] = []
+    r = run_driver(listener=lambda vm, action: heard.append((vm, action)))
+    for vm in lab.vms:
+        r.d.add(vm.name, vm.ns)
+    names = [vm.name for vm in lab.vms]
+    wait_for(lambda: bound(r.d, *names), 10, "3 VMs bound")
+    status = r.d.status()
+    assert set(heard) == {(n, Bind(status[n][1])) for n in names}
+    r.d.remove(*names)
+    assert all(lab.addresses(vm) == [] for vm in lab.vms) and len(r.d) == 0
+    assert {h for h in heard if isinstance(h[1], Unbind)} == {(n, Unbind(status[n][1])) for n in names}
+
+
+def test_closed_driver_refuses_work(make_lab, needs_root):
+    lab = make_lab(1, 1)
+    d = LinkLocalDriver(timers=FAST)
+    d.add(lab.vms[0].name, lab.vms[0].ns)
+    d.close()
+    d.close()  # idempotent
+    with pytest.raises(LinkLocalError, match="closed"):
+        d.step(0)
+    with pytest.raises(LinkLocalError, match="closed"):
+        d.add("again", lab.vms[0].ns)
