@@ -1,6 +1,7 @@
 """Benchmark: our metadata server vs nginx, served from inside a node namespace.
 
     sudo .venv/bin/python bench/metadata.py [--duration 5] [--connections 10] [--rounds 1]
+    sudo .venv/bin/python bench/metadata.py load [--duration 30] [--nodes 100] [--quick] ...
 
 Builds a node namespace (br0 = 169.254.169.254/16) and one client namespace, then runs
 ``wrk`` inside the client against ``/metadata/v1/maintenance`` served by (1) our server
@@ -9,6 +10,9 @@ access_log off) serving the same bytes as a static file. Each is loaded with kee
 and with ``Connection: close``. Prints req/s and the ratio ours / nginx (goal >= 0.60,
 measured-anchors section 2). Every namespace and process it starts is removed by PID /
 by name at the end; no traffic leaves the namespaces.
+
+Part 2, ``load``: a real datacenter (100 nodes x 10 VMs by default) whose every VM polls
+its node's metadata server at 5 req/s; see ``bench/metadata_load.py`` (``load --help``).
 """
 
 from __future__ import annotations
@@ -154,7 +158,12 @@ def run_nginx(bed: Testbed, args: argparse.Namespace, results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the table."""
+    """Run the benchmark and print the table (``load ...``: the datacenter load figure)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["load"]:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import metadata_load
+        return metadata_load.main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
     ap.add_argument("--connections", type=int, default=10, help="wrk connections (default 10)")

@@ -31,6 +31,7 @@ class LinkLocalService:
         self.dc = dc
         self.vms = [v.name for v in dc.vms] if vms is None else vms
         self.node_of = node_of or (lambda vm: dc.vm(vm).node)
+        self.on_change = None  # called with a VM's name whenever it binds or releases an address
         self.timers = timers_for(dc)
         self.driver = LinkLocalDriver(timers=self.timers, reserved=frozenset({addressing.METADATA_ADDRESS}),
                                       listener=self._claimed)
@@ -48,6 +49,8 @@ class LinkLocalService:
         """
         commands = nft.claim_commands(names.vm_port(vm), action.address, isinstance(action, Bind))
         self._nft_queue.put((self.node_of(vm), commands))
+        if self.on_change is not None:
+            self.on_change(vm)
 
     def _nft_worker(self) -> None:
         while True:

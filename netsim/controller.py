@@ -70,6 +70,7 @@ class Controller:
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
         self.errors: list[str] = []
+        self._saved_deadline: float | None = -1.0
 
     def view(self, node: str):
         """The event view the node's metadata server reads (straight from the repository)."""
@@ -150,16 +151,27 @@ class Controller:
                 pass
 
     def drain(self) -> None:
-        """Save the planner (with its pending actions), then apply each action once."""
-        self.repo.save_planner(self.planner.to_dict())
-        for action in self.planner.pop_actions():
-            if self.repo.applied(action.key):
-                continue
-            if isinstance(action, REPOSITORY_ACTIONS):
-                self.repo.apply(action)
-            elif self.repo.begin(action.key, time.time(), action_to_dict(action)):
-                self._spawn(action, time.time())
-        self.repo.save_planner(self.planner.to_dict())
+        """Apply the planner's actions exactly once: in ONE transaction, every repository
+        change, every effect begun (with its action, to resume it) and the planner's state
+        after them; effects run once that has committed. A crash before the commit loses
+        the input that produced the actions, never half of them."""
+        actions = self.planner.pop_actions()
+        if not actions and self.planner.next_deadline() == self._saved_deadline:
+            return  # nothing changed since the last save (heartbeats are not worth a write)
+        now = time.time()
+        effects = []
+        with self.repo.transaction():
+            for action in actions:
+                if self.repo.applied(action.key):
+                    continue
+                if isinstance(action, REPOSITORY_ACTIONS):
+                    self.repo.apply(action)
+                elif self.repo.begin(action.key, now, action_to_dict(action)):
+                    effects.append(action)
+            self.repo.save_planner(self.planner.to_dict())
+        self._saved_deadline = self.planner.next_deadline()
+        for action in effects:
+            self._spawn(action, now)
 
     def resume(self) -> None:
         """Finish the effects a crash interrupted (each step is idempotent)."""

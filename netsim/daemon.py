@@ -61,6 +61,7 @@ class Daemon:
         if self.dc.linklocal == "claim":
             from netsim.claims import LinkLocalService
             self.linklocal = LinkLocalService(self.dc, node_of=self.placement.get, vms=list(self.placement))
+            self.linklocal.on_change = self._address_changed
             self.linklocal.start()
         effects = Effects(self.dc, self.placement, self.linklocal, self.services)
         self.controller = Controller(self.dc, self.state, effects)
@@ -91,6 +92,12 @@ class Daemon:
         if self.linklocal is not None:
             self.linklocal.stop()
         log.info("daemon of %s stopped", self.dc.name)
+
+    def _address_changed(self, vm: str) -> None:
+        """A VM's address changed: its node's caller identities must be read again."""
+        resolver = self.resolvers.get(self.placement.get(vm, ""))
+        if resolver is not None:
+            resolver.invalidate()
 
     def link_local_of(self, vm: str) -> str:
         """The VM's current link-local address, as its claim (or the static plan) says."""

@@ -90,9 +90,21 @@ class Effects:
         self.services.forget(vm)
         log.info("%s powered off", vm)
 
+    def _vm_routes(self, vm: str) -> None:
+        """The VM's own routes, which the kernel dropped with its link: the default route
+        through its (home) gateway and, when claiming, 169.254/16 on-link (RFC 3927 s2.6)."""
+        from netsim.builder import LINK_LOCAL_ROUTE_METRIC
+        gateway = addressing.node_addresses(self.dc.node(self.dc.vm(vm).node).index).gateway
+        with Rtnl.in_namespace(self._vm_ns(vm)) as sock:
+            if self.dc.linklocal == "claim":
+                sock.add_route("169.254.0.0/16", oif=names.NIC_INDEX, metric=LINK_LOCAL_ROUTE_METRIC, exist_ok=True)
+            sock.add_route("default", gateway=gateway, exist_ok=True)
+            sock.flush()
+
     def power_on(self, vm: str) -> None:
-        """Links up, the address claimed again, the declared services started."""
+        """Links up, routes back, the address claimed again, the declared services started."""
         self._links(vm, up=True)
+        self._vm_routes(vm)
         if self.claims is not None:
             self.claims.link_event(vm, True)
         if not self.services.alive(vm):

@@ -2,19 +2,17 @@
 
 The peer address of a connection is looked up in the node's neighbour table (its MAC),
 the MAC in the bridge's forwarding database (the port it was learned on), and the port
-must be that VM's port. Nothing in the request itself is trusted.
+must be that VM's port. Nothing in the request itself is trusted. The server resolves
+once per connection.
 """
 
 from __future__ import annotations
 
 import hashlib
-import socket
 import time
 import uuid
 from collections.abc import Callable
 
-from pyroute2.netlink.rtnl import RTM_GETNEIGH
-from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from netsim import names
 from netsim.rtnl import Rtnl
@@ -22,8 +20,7 @@ from netsim.topology import addressing
 from netsim.topology.model import Datacenter
 from server.identity import VmIdentity
 
-CACHE_SECONDS = 1.0         # how long one read of the node's tables answers every peer
-MISS_REFRESH_SECONDS = 0.05  # how often one unknown peer may make them be read again
+CACHE_SECONDS = 10.0  # how long one peer's lookup stands (a claim or move invalidates it at once)
 
 
 def vm_id(dc: str, vm: str) -> str:
@@ -58,9 +55,7 @@ class NeighbourResolver:
         self.ns = names.node_ns(dc.name, node)
         self._sock: Rtnl | None = None
         self._by_mac = {addressing.vm_mac(dc.name, v.index): v.name for v in dc.vms}
-        self._by_ip: dict[str, str] = {}
-        self._taken = -1e9
-        self._missed: dict[str, float] = {}
+        self._by_ip: dict[str, tuple[float, str | None]] = {}
 
     def _rtnl(self) -> Rtnl:
         if self._sock is None:
@@ -73,34 +68,30 @@ class NeighbourResolver:
             self._sock.close()
             self._sock = None
 
-    def _snapshot(self) -> dict[str, str]:
-        """Peer address -> VM, from one read of the neighbour table, FDB and links."""
+    def invalidate(self) -> None:
+        """Forget what was resolved (a VM claimed, lost or moved an address)."""
+        self._by_ip.clear()
+
+    def _lookup(self, peer_ip: str) -> str | None:
+        """The VM behind ``peer_ip``: the neighbour entry's MAC must belong to a VM and have
+        been learned on that VM's own port of the bridge. Two single-object netlink
+        lookups, no table dumps: this runs on the server's event loop."""
         sock = self._rtnl()
-        ports = {index: name for name, index in sock.links().items()}
-        msg = ndmsg()
-        msg["family"] = socket.AF_BRIDGE
-        learned = {e.get_attr("NDA_LLADDR"): ports.get(e["ifindex"])
-                   for e in sock._dump(msg, RTM_GETNEIGH, ndmsg) if e.get_attr("NDA_MASTER") == names.NIC_INDEX}
-        found = {}
-        for n in sock.neighbours():
-            vm = self._by_mac.get(n.lladdr or "")
-            # The MAC must have been learned on that VM's own port of the bridge.
-            if n.ifindex == names.NIC_INDEX and vm and learned.get(n.lladdr) == names.vm_port(vm):
-                found[n.address] = vm
-        return found
+        mac = sock.neighbour_mac(names.NIC_INDEX, peer_ip)
+        vm = self._by_mac.get(mac or "")
+        if vm is None:
+            return None
+        port = sock.fdb_port(names.NIC_INDEX, mac)
+        return vm if port == names.PORT_INDEX_BASE + self.dc.vm(vm).index else None
 
     def __call__(self, peer_ip: str) -> VmIdentity | None:
         now = time.monotonic()
-        stale = now - self._taken > CACHE_SECONDS
-        # An unknown peer re-reads the tables, but at most once per MISS_REFRESH_SECONDS
-        # each, so an unattributable client cannot make the node dump its tables per request.
-        if stale or (peer_ip not in self._by_ip and now - self._missed.get(peer_ip, -1e9) > MISS_REFRESH_SECONDS):
-            if not stale:
-                self._missed[peer_ip] = now
-                if len(self._missed) > 4096:
-                    self._missed.clear()
-            self._by_ip, self._taken = self._snapshot(), now
-        vm = self._by_ip.get(peer_ip)
+        hit = self._by_ip.get(peer_ip)
+        if hit is None or now - hit[0] > CACHE_SECONDS:
+            if len(self._by_ip) > 65536:
+                self._by_ip.clear()
+            hit = self._by_ip[peer_ip] = (now, self._lookup(peer_ip))
+        vm = hit[1]
         if vm is None:
             return None
         link_local = peer_ip if peer_ip.startswith("169.254.") else self.link_local_of(vm)

@@ -63,16 +63,13 @@ def current_inode() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
-_START_INODE = os.stat("/proc/self/ns/net").st_ino
-
-
-def root_inode() -> int:
-    """Inode of the host's own network namespace: PID 1's, or where this process started
-    when PID 1 cannot be inspected (in some containers)."""
+def root_inode() -> int | None:
+    """Inode of the host's own network namespace (PID 1's), or None when PID 1 cannot be
+    inspected (in some containers)."""
     try:
         return os.stat("/proc/1/ns/net").st_ino
     except PermissionError:
-        return _START_INODE
+        return None
 
 
 @contextlib.contextmanager

@@ -269,6 +269,43 @@ class Rtnl:
                 parsed.decode()
                 out.append(parsed)
 
+    def _get(self, msg, kind: int, cls):
+        """One non-dump request; the decoded answer, or None if the kernel has no such object."""
+        self.flush()
+        self._seq += 1
+        msg["header"]["type"], msg["header"]["flags"] = kind, NLM_F_REQUEST
+        msg["header"]["sequence_number"] = self._seq
+        msg.encode()
+        self._sock.send(bytes(msg.data))
+        while True:
+            for mkind, seq, body in _messages(self._sock.recv(1 << 16)):
+                if seq != self._seq:
+                    continue
+                if mkind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", body)[0]
+                    if code in (errno_mod.ENOENT, errno_mod.ENODEV, errno_mod.ESRCH):
+                        return None
+                    raise RtnlError(code, "querying", self.where)
+                parsed = cls(_HDR.pack(len(body) + 16, mkind, 0, seq, 0) + body)
+                parsed.decode()
+                return parsed
+
+    def neighbour_mac(self, ifindex: int, address: str) -> str | None:
+        """The MAC the neighbour table holds for ``address`` on ``ifindex`` (one lookup, no dump)."""
+        msg = ndmsg()
+        msg["family"], msg["ifindex"] = socket.AF_INET, ifindex
+        msg["attrs"] = [("NDA_DST", address)]
+        found = self._get(msg, RTM_GETNEIGH, ndmsg)
+        return found.get_attr("NDA_LLADDR") if found is not None else None
+
+    def fdb_port(self, bridge: int, mac: str) -> int | None:
+        """The bridge port on which ``bridge`` learned ``mac`` (one lookup, no dump)."""
+        msg = ndmsg()
+        msg["family"] = socket.AF_BRIDGE
+        msg["attrs"] = [("NDA_LLADDR", mac), ("NDA_MASTER", bridge)]
+        found = self._get(msg, RTM_GETNEIGH, ndmsg)
+        return found["ifindex"] if found is not None else None
+
     def links(self) -> dict[str, int]:
         """Map of link name to index in this namespace."""
         found = {}

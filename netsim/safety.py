@@ -18,7 +18,9 @@ def require_emulated_namespace() -> None:
     """Raise RootNamespaceError unless the calling thread is inside a netsim namespace."""
     here = netns.current_inode()
     ours = {netns.inode_of(n) for n in netns.list_names(names.PREFIX)}
-    if here == netns.root_inode() or here not in ours:
+    # Being in a namespace netsim created is what counts; PID 1's, when it can be read,
+    # is checked too in case someone bind-mounted the host's namespace under our prefix.
+    if here not in ours or here == netns.root_inode():
         raise RootNamespaceError(
             "refusing to send traffic from the host's own network namespace: run this inside an "
             "emulated host, e.g. 'netsim exec web1 -- CMD', or pass a namespace to the helper")

@@ -38,7 +38,7 @@ def test_freeze_stops_processes_and_cuts_the_port_then_thaw_resumes(dc, effects,
     assert_unreachable("web3", "web1")
     effects.thaw("web1")
     assert state_of(proc.pid) in ("S", "R")
-    assert_reachable("web3", "web1")
+    assert_reachable("web3", "web1", timeout=5)
     proc.kill()
     proc.wait()
 
@@ -56,7 +56,9 @@ def test_reboot_ends_processes_and_restarts_declared_services(datacenter_factory
     effects.power_on("b")
     again = [p for p in effects.processes("b")]
     assert again and set(again).isdisjoint(first) and services.alive("b")
+    assert "default via 198.18.0.1" in dc.run("b", ["ip", "route"]).stdout  # the link took it away
     assert_reachable("a", "b")
+    assert_reachable("b", "client")
 
 
 def test_move_puts_the_vm_on_another_node_with_the_same_identity(dc, effects, host_exec, assert_reachable):

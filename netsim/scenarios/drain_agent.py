@@ -7,9 +7,9 @@ on Azure's current API (section 2):
    runtime API (TCP ``198.19.255.10:9999``);
 2. poll Scheduled Events once a second; on a ``Scheduled`` event whose ``Resources``
    include this VM, ``set server BACKEND/VM state drain``;
-3. wait until every affected server of the backend is draining with 0 current sessions
-   (``show stat``), at most ``--drain-timeout`` seconds, because approving starts the
-   event for *all* its resources (section 2.4);
+3. wait until every affected server of the backend is out of rotation (drained, or
+   down) with 0 current sessions (``show stat``), at most ``--drain-timeout`` seconds,
+   because approving starts the event for *all* its resources (section 2.4);
 4. POST StartRequests for the event; when the event is gone (it passed, or was
    canceled) without a reboot ending this process, set the server ``ready`` again.
 
@@ -127,6 +127,7 @@ class DrainAgent:
         self._stats_at = 0.0
         self._drain_deadline = 0.0
         self._waiting_logged = False
+        self._last_error = ""                 # the same failure is logged once
 
     def _go(self, event: str) -> None:
         nxt = TRANSITIONS.get((self.phase, event))
@@ -152,8 +153,10 @@ class DrainAgent:
             return []  # superseded while it ran
         if not ok:
             self._retry_at = now + RETRY_INTERVAL
-            return [Log(f"{self.vm}: could not set {self.server} {state} ({error}); retrying")]
-        self.state_done = True
+            repeated, self._last_error = error == self._last_error, error
+            return [] if repeated else [Log(f"{self.vm}: could not set {self.server} {state} ({error}); "
+                                            "retrying every second")]
+        self.state_done, self._last_error = True, ""
         if state == "ready" and self.phase is Phase.STARTING:
             self._go("ready set")
         return [Log(f"{self.vm}: server {self.server} set {state}")]
@@ -204,7 +207,7 @@ class DrainAgent:
         if self.server not in servers:
             return [Log(f"{self.vm}: no server {self.server} in the backend; approving")] + \
                 self._approve("drain timeout")
-        waiting = {n: servers[n].sessions for n in names if not (servers[n].draining and servers[n].sessions == 0)}
+        waiting = {n: servers[n].sessions for n in names if not (servers[n].out_of_rotation and servers[n].sessions == 0)}
         if waiting:
             if self._waiting_logged:
                 return []

@@ -113,6 +113,10 @@ class LoadBalancer:
         """``show servers state`` of the backend (admin and operational state bits)."""
         return runtime_api.parse_servers_state(self.command(f"show servers state {self.backend}"))
 
+    def admin_states(self) -> dict[str, set[str]]:
+        """Each server's administrative flags (``FDRAIN`` once set to drain, ``FMAINT`` ...)."""
+        return {row["srv_name"]: runtime_api.admin_flags(row["srv_admin_state"]) for row in self.servers_state()}
+
     def set_state(self, server: str, state: str) -> None:
         """``set server BACKEND/SERVER state ready|drain|maint``."""
         runtime_api.set_server_state(self.admin_socket, self.backend, server, state)

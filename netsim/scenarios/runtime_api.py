@@ -37,9 +37,11 @@ class ServerStatus:
     check: str
 
     @property
-    def draining(self) -> bool:
-        """True while the server is administratively in drain (or maintenance)."""
-        return self.status.startswith(("DRAIN", "MAINT"))
+    def out_of_rotation(self) -> bool:
+        """True when HAProxy sends the server no new session: drained, in maintenance, or
+        down (``DRAIN``, ``MAINT``, ``DOWN``, ``NOLB``, and their ``x/y`` transitions,
+        except ``UP x/y`` which is still up)."""
+        return not self.status.startswith(("UP", "no check"))
 
 
 def parse_target(text: str) -> Target:
@@ -110,12 +112,23 @@ def set_server_state(target: Target, backend: str, server: str, state: str, time
         raise RuntimeApiError(f"HAProxy refused 'set server {backend}/{server} state {state}': {answer}")
 
 
+# srv_admin_state bits of ``show servers state`` (HAProxy's SRV_ADMF_* flags).
+ADMIN_FLAGS = {0x01: "FMAINT", 0x02: "IMAINT", 0x04: "CMAINT", 0x08: "FDRAIN", 0x10: "IDRAIN",
+               0x20: "RMAINT", 0x40: "HMAINT"}
+
+
+def admin_flags(value: str | int) -> set[str]:
+    """The names of the bits set in a ``srv_admin_state`` value (``FDRAIN``: forced drain)."""
+    bits = int(value)
+    return {name for bit, name in ADMIN_FLAGS.items() if bits & bit}
+
+
 def parse_servers_state(text: str) -> list[dict[str, str]]:
     """``show servers state``: one dict per server, keyed by the header's field names
     (``srv_name``, ``srv_op_state``, ``srv_admin_state``, ...)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    header = next((ln for ln in lines if ln.startswith("# be_id")), None)
-    if header is None:
+    at = next((i for i, ln in enumerate(lines) if ln.startswith("# be_id")), None)
+    if at is None:  # the line before the header is the format version ("1")
         raise RuntimeApiError(f"unexpected 'show servers state' answer: {text[:200]!r}")
-    names = header[2:].split()
-    return [dict(zip(names, ln.split())) for ln in lines if not ln.startswith("#") and ln[0].isdigit()]
+    names = lines[at][2:].split()
+    return [dict(zip(names, ln.split())) for ln in lines[at + 1:] if not ln.startswith("#")]
