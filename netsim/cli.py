@@ -181,6 +181,13 @@ def cmd_event_approve(args) -> int:
     return 0
 
 
+def cmd_event_cancel(args) -> int:
+    _need_root()
+    dcapi.RunningDatacenter.attach(_dc_name(args)).request("cancel", id=args.id)
+    print(f"event {args.id} canceled")
+    return 0
+
+
 def cmd_events(args) -> int:
     _need_root()
     answer = dcapi.RunningDatacenter.attach(_dc_name(args)).request("events")
@@ -300,6 +307,9 @@ def parser() -> argparse.ArgumentParser:
     ep = named(evsub.add_parser("approve", help="approve (start) an event, as a VM's StartRequests would"))
     ep.add_argument("id")
     ep.set_defaults(func=cmd_event_approve)
+    ec = named(evsub.add_parser("cancel", help="cancel a Scheduled event (it disappears)"))
+    ec.add_argument("id")
+    ec.set_defaults(func=cmd_event_cancel)
     sp = named(sub.add_parser("events", help="list scheduled events"))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_events)

@@ -100,6 +100,11 @@ class Controller:
         self.drain()
         return event_id
 
+    def cancel_event(self, event_id: str) -> None:
+        """Cancel a Scheduled event: it disappears, as Azure's rare cancellations do."""
+        self.planner.cancel_event(event_id, time.time())
+        self.drain()
+
     def start_walk(self, avset: str, notice_s: float, downtime_s: float) -> str:
         """Start planned maintenance of an availability set, one update domain at a time."""
         self.dc.availability_set(avset)

@@ -153,6 +153,9 @@ class Daemon:
             if not c.approve(req["id"]):
                 raise ValueError(f"no event {req['id']} is waiting for approval")
             return {"event": event_json(c.planner.event(req["id"]))} if c.planner.event(req["id"]) else {}
+        if command == "cancel":
+            c.cancel_event(req["id"])
+            return {}
         if command == "walk_start":
             walk_id = c.start_walk(req["avset"], float(req.get("notice", 900)), float(req.get("downtime", 60)))
             return {"walk": c.planner.walk_status(walk_id).to_dict()}

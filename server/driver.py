@@ -102,6 +102,10 @@ class _Connection(asyncio.Protocol):
         self.peer = peer[0] if peer else ""
         self.deadline = time.time() + self.owner.config.idle_timeout
         self.node.connections.add(self)
+        # Who is calling is known from the moment the connection exists (the node answered
+        # the SYN, so it holds the peer's neighbour entry): resolve now, not on the first
+        # request, so a burst of new clients is not answered behind each other's lookups.
+        self._identity()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.node.connections.discard(self)

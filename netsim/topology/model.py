@@ -7,6 +7,7 @@ builder (:mod:`netsim.builder`) realises; nothing here touches the kernel.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 LinkLocalMode = Literal["static", "claim"]
@@ -61,23 +62,25 @@ class Datacenter:
     timers: TimerProfile = "rfc"
     source: str | None = field(default=None, compare=False)
 
+    @cached_property
+    def _by_name(self) -> tuple[dict[str, Node], dict[str, VM], dict[str, tuple[VM, ...]]]:
+        on: dict[str, list[VM]] = {}
+        for v in self.vms:
+            on.setdefault(v.node, []).append(v)
+        return ({n.name: n for n in self.nodes}, {v.name: v for v in self.vms},
+                {node: tuple(vms) for node, vms in on.items()})
+
     def node(self, name: str) -> Node:
         """The node called ``name`` (KeyError if none)."""
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+        return self._by_name[0][name]
 
     def vm(self, name: str) -> VM:
         """The VM called ``name`` (KeyError if none)."""
-        for v in self.vms:
-            if v.name == name:
-                return v
-        raise KeyError(name)
+        return self._by_name[1][name]
 
     def vms_on(self, node: str) -> tuple[VM, ...]:
-        """The VMs placed on ``node``, in declaration order."""
-        return tuple(v for v in self.vms if v.node == node)
+        """The VMs placed on ``node`` by the topology, in declaration order."""
+        return self._by_name[2].get(node, ())
 
     def availability_set(self, name: str) -> AvailabilitySet:
         """The availability set called ``name`` (KeyError if none)."""
