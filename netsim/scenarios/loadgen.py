@@ -105,9 +105,22 @@ def _kind(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+async def _report(tally: Tally, path: str, start: float, rate: float) -> None:
+    """Every second, write the outcomes so far to ``path`` (atomically), for live displays."""
+    while True:
+        await asyncio.sleep(1.0)
+        seconds = int((time.monotonic() - start)) + 1
+        text = json.dumps({"ok": sum(tally.ok.values()), "failed": sum(tally.failed.values()),
+                           "per_second": [[s, tally.ok[s], tally.failed[s]] for s in range(seconds)]})
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+
+
 async def generate(url: str, rate: float, duration: float, count: int | None, timeout: float,
-                   sources: list[str] | None = None) -> dict:
-    """Send the load and return the summary."""
+                   sources: list[str] | None = None, progress: str | None = None) -> dict:
+    """Send the load and return the summary; with ``progress``, also write the outcomes
+    so far to that file every second."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 80
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -136,6 +149,7 @@ async def generate(url: str, rate: float, duration: float, count: int | None, ti
 
     start = time.monotonic()
     started_at = time.time()
+    reporter = asyncio.create_task(_report(tally, progress, start, rate)) if progress else None
     tasks = []
     for i in range(total):
         due = start + i / rate
@@ -150,6 +164,8 @@ async def generate(url: str, rate: float, duration: float, count: int | None, ti
         tasks.append(asyncio.create_task(one(i, int(i / rate))))
     if tasks:
         await asyncio.wait(tasks, timeout=timeout + 1.0)
+    if reporter is not None:
+        reporter.cancel()
     seconds = max(1, int((len(tasks) - 1) / rate) + 1) if tasks else 0
     return tally.summary(seconds, url=url, rate=rate, duration=duration, timeout=timeout,
                          started=started_at, elapsed=round(time.monotonic() - start, 3),
@@ -176,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=2.0, help="seconds a request may take")
     ap.add_argument("--source", help="local addresses to send from, comma-separated, used in turn")
     ap.add_argument("--out", help="write the JSON summary here (default: stdout)")
+    ap.add_argument("--progress", help="write the outcomes so far to this file every second")
     args = ap.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.timeout <= 0:
         ap.error("--rate, --duration and --timeout must be positive")
@@ -183,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     from netsim.scenarios.guard import require_netsim_namespace
     require_netsim_namespace("loadgen")
     sources = [s for s in (args.source or "").split(",") if s] or None
-    summary = asyncio.run(generate(args.url, args.rate, args.duration, args.count, args.timeout, sources))
+    summary = asyncio.run(generate(args.url, args.rate, args.duration, args.count, args.timeout, sources,
+                                   args.progress))
     text = json.dumps(summary, indent=1)
     if args.out:
         with open(args.out + ".tmp", "w") as f:
