@@ -141,7 +141,7 @@ def svg(runs: list[WalkRun], path: str) -> None:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{len(runs) * (panel + 40) + 40}" '
              'font-family="sans-serif" font-size="12">', '<rect width="100%" height="100%" fill="white"/>',
              '<text x="10" y="20" font-size="15">netsim demo: client requests per second during a maintenance '
-             'walk (green ok, red failed; grey: a VM rebooting)</text>']
+             'walk (green ok, red failed; grey: which VM is down)</text>']
     for i, run in enumerate(runs):
         y0 = 40 + i * (panel + 40)
         base = y0 + panel
@@ -149,12 +149,12 @@ def svg(runs: list[WalkRun], path: str) -> None:
                  f"{run.failed} failed, walk {run.walk_seconds:.0f} s")
         parts.append(f'<text x="{left}" y="{y0 + 14}">{label}</text>')
         for vm, a, b in run.windows:
-            parts.append(f'<rect x="{x(a):.1f}" y="{y0 + 20}" width="{max(1.0, x(b) - x(a)):.1f}" '
-                         f'height="{panel - 20}" fill="#ddd"/><text x="{x(a) + 2:.1f}" y="{y0 + 32}" '
-                         f'font-size="10">{vm}</text>')
+            parts.append(f'<rect x="{x(a):.1f}" y="{y0 + 20}" width="{max(1.0, x(b) - x(a) - 1):.1f}" '
+                         f'height="16" fill="#999"/><text x="{x(a) + 3:.1f}" y="{y0 + 32}" fill="white" '
+                         f'font-size="11">{vm} down</text>')
         bar = max(1.0, (width - left - 20) / max(seconds, 1) - 1)
         for s, ok, bad in run.per_second:
-            h_ok, h_bad = (panel - 30) * ok / top, (panel - 30) * bad / top
+            h_ok, h_bad = (panel - 45) * ok / top, (panel - 45) * bad / top
             parts.append(f'<rect x="{x(s):.1f}" y="{base - h_ok:.1f}" width="{bar:.1f}" height="{h_ok:.1f}" '
                          'fill="#3a3"/>')
             if bad:
@@ -163,7 +163,7 @@ def svg(runs: list[WalkRun], path: str) -> None:
         parts.append(f'<line x1="{left}" y1="{base}" x2="{width - 20}" y2="{base}" stroke="black"/>')
         parts.append(f'<text x="{left - 5}" y="{base + 14}" text-anchor="end">0 s</text>'
                      f'<text x="{width - 20}" y="{base + 14}" text-anchor="end">{seconds} s</text>'
-                     f'<text x="{left - 5}" y="{y0 + 34}" text-anchor="end">{top}/s</text>')
+                     f'<text x="{left - 5}" y="{base - panel + 49}" text-anchor="end">{top}/s</text>')
     parts.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(parts))
