@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import MutableMapping
 
 from netsim import names, netns, nft
@@ -21,6 +22,16 @@ from netsim.topology import addressing
 from netsim.topology.model import Datacenter
 
 log = logging.getLogger("netsim.effects")
+STOPPED_STATES = ("T", "t", "Z", "X", None)  # stopped, traced, dead, or gone
+
+
+def _task_state(pid: int) -> str | None:
+    """The state letter of a process (field 3 of /proc/PID/stat), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
 class Effects:
@@ -62,10 +73,17 @@ class Effects:
     # -- Freeze ---------------------------------------------------------------------------
 
     def freeze(self, vm: str) -> int:
-        """Pause every process of the VM (SIGSTOP) and cut its port; return how many."""
+        """Pause every process of the VM (SIGSTOP) and cut its port; return how many.
+
+        Returns once every process is really stopped: a signal is delivered when its
+        process is next scheduled, which may be a moment later on another CPU.
+        """
         pids = self.processes(vm)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and any(_task_state(pid) not in STOPPED_STATES for pid in pids):
+            time.sleep(0.001)
         self._port(vm, up=False)
         log.info("%s frozen: %d processes stopped, port down", vm, len(pids))
         return len(pids)

@@ -73,28 +73,36 @@ def root_inode() -> int | None:
 
 
 @contextlib.contextmanager
-def entered(fd_or_name: int | str) -> Iterator[None]:
-    """Run the body with the calling thread inside a namespace, then return.
-
-    Sockets created in the body belong to that namespace for their whole life, which
-    is the point: nothing else about the thread changes.
-    """
+def _returning_home() -> Iterator[None]:
+    """Run the body, then put the calling thread back in the namespace it started in."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    opened = None
     try:
-        if isinstance(fd_or_name, str):
-            opened = open_fd(fd_or_name)
-            setns(opened)
-        else:
-            setns(fd_or_name)
         yield
     finally:
         try:
             setns(home)
         finally:
             os.close(home)
-            if opened is not None:
-                os.close(opened)
+
+
+@contextlib.contextmanager
+def entered(fd_or_name: int | str) -> Iterator[None]:
+    """Run the body with the calling thread inside a namespace, then return.
+
+    Sockets created in the body belong to that namespace for their whole life, which
+    is the point: nothing else about the thread changes.
+    """
+    with _returning_home():
+        if isinstance(fd_or_name, int):
+            setns(fd_or_name)
+            yield
+            return
+        fd = open_fd(fd_or_name)
+        try:
+            setns(fd)
+        finally:
+            os.close(fd)
+        yield
 
 
 def open_fd(name: str) -> int:
@@ -129,15 +137,9 @@ def create_and_enter(name: str) -> None:
 @contextlib.contextmanager
 def created(name: str) -> Iterator[None]:
     """Create namespace ``name`` and run the body inside it."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
+    with _returning_home():
         create_and_enter(name)
         yield
-    finally:
-        try:
-            setns(home)
-        finally:
-            os.close(home)
 
 
 def remove(name: str) -> bool:

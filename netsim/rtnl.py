@@ -13,11 +13,11 @@ import errno as errno_mod
 import os
 import socket
 import struct
-from dataclasses import dataclass
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
-from pyroute2.netlink.rtnl import (RTM_DELADDR, RTM_DELROUTE, RTM_GETLINK, RTM_GETNEIGH, RTM_NEWADDR,
-                                   RTM_NEWLINK, RTM_NEWNSID, RTM_NEWROUTE, RTM_SETLINK)
+from pyroute2.netlink.rtnl import (RTM_DELADDR, RTM_DELNEIGH, RTM_DELROUTE, RTM_GETADDR, RTM_GETLINK,
+                                   RTM_GETNEIGH, RTM_GETNSID, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWNSID,
+                                   RTM_NEWROUTE, RTM_SETLINK)
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
@@ -40,16 +40,6 @@ class RtnlError(NetsimError):
     def __init__(self, code: int, what: str, where: str) -> None:
         self.errno, self.what, self.where = code, what, where
         super().__init__(f"{what} in {where}: {os.strerror(code)}")
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    """One entry of a neighbour (ARP) table."""
-
-    ifindex: int
-    address: str
-    lladdr: str | None
-    state: int
 
 
 class Rtnl:
@@ -225,7 +215,6 @@ class Rtnl:
 
     def proxy_neighbour(self, ifindex: int, address: str, *, add: bool = True) -> None:
         """Answer ARP for ``address`` on ``ifindex`` (proxy ARP for one address), or stop."""
-        from pyroute2.netlink.rtnl import RTM_DELNEIGH, RTM_NEWNEIGH
         msg = ndmsg()
         msg["family"], msg["ifindex"], msg["flags"] = socket.AF_INET, ifindex, 0x08  # NTF_PROXY
         msg["attrs"] = [("NDA_DST", address)]
@@ -320,18 +309,10 @@ class Rtnl:
                 return msg.get_attr("IFLA_IFNAME"), bool(msg["flags"] & IFF_UP), msg.get_attr("IFLA_ADDRESS")
         return None, False, None
 
-    def neighbours(self) -> list[Neighbour]:
-        """The IPv4 neighbour (ARP) table of this namespace."""
-        msg = ndmsg()
-        msg["family"] = socket.AF_INET
-        return [Neighbour(m["ifindex"], m.get_attr("NDA_DST"), m.get_attr("NDA_LLADDR"), m["state"])
-                for m in self._dump(msg, RTM_GETNEIGH, ndmsg)]
-
     def addresses(self) -> list[tuple[int, str, int]]:
         """(link index, address, prefix length) of every IPv4 address here."""
         msg = ifaddrmsg()
         msg["family"] = socket.AF_INET
-        from pyroute2.netlink.rtnl import RTM_GETADDR
         return [(m["index"], m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS"), m["prefixlen"])
                 for m in self._dump(msg, RTM_GETADDR, ifaddrmsg)]
 
@@ -361,8 +342,6 @@ def nsids(root: Rtnl, fds: list[int]) -> list[int]:
 
 
 def _nsid_batch(root: Rtnl, fds: list[int]) -> list[int]:
-    from pyroute2.netlink.rtnl import RTM_GETNSID
-
     first = root._seq + 1
     for fd in fds:
         msg = nsidmsg()
@@ -388,6 +367,4 @@ def _nsid_batch(root: Rtnl, fds: list[int]) -> list[int]:
 
 def assigned_nsids(root: Rtnl) -> set[int]:
     """Every namespace id assigned in ``root``'s namespace; an id goes when its namespace dies."""
-    from pyroute2.netlink.rtnl import RTM_GETNSID
-
     return {m.get_attr("NETNSA_NSID") for m in root._dump(nsidmsg(), RTM_GETNSID, nsidmsg)}

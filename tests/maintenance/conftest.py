@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import pathlib
 import random
-import sys
 from collections.abc import Iterator
 
-# tests/ has no __init__.py: keep the repository first on sys.path so that ``server``
-# is the real package, not the tests/server folder (same fix as tests/server/conftest.py).
-_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-if "server" in sys.modules and getattr(sys.modules["server"], "__file__", None) is None:
-    del sys.modules["server"]
+import pytest
 
-import pytest  # noqa: E402
-
-from netsim.maintenance.planner import Planner  # noqa: E402
-from netsim.maintenance.repository import Repository  # noqa: E402
+from netsim.maintenance.planner import Planner
+from netsim.maintenance.repository import Repository
 
 
 @pytest.fixture
