@@ -74,13 +74,31 @@ def ensure_neighbour_capacity(dc: Datacenter) -> dict[str, int]:
     return written
 
 
+def build_workers(dc: Datacenter) -> int:
+    """How many processes build the nodes: one per core (at most 4) for large datacenters.
+
+    Creating namespaces and links is mostly Python and /proc work between short netlink
+    calls, so forked workers scale with cores; ``NETSIM_BUILD_WORKERS`` overrides it.
+    """
+    if "NETSIM_BUILD_WORKERS" in os.environ:
+        return max(1, int(os.environ["NETSIM_BUILD_WORKERS"]))
+    return 1 if len(dc.nodes) < 8 else max(1, min(4, os.cpu_count() or 1, len(dc.nodes) // 4))
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class _Build:
     def __init__(self, dc: Datacenter, state: StateDir, progress: Progress | None) -> None:
         self.dc, self.state, self.progress = dc, state, progress
         self.total = len(dc.nodes) + len(dc.vms) + 1 + len(names.EXTRA_HOSTS)
         self.done = 0
+        self.report_fd: int | None = None  # in a worker: where progress goes
 
     def step(self, what: str) -> None:
+        if self.report_fd is not None:
+            os.write(self.report_fd, (what + "\n").encode())
+            return
         self.done += 1
         if self.progress:
             self.progress(what, self.done, self.total)
@@ -90,14 +108,88 @@ class _Build:
         try:
             with ExitStack() as stack:
                 fabric = self.build_fabric(stack)
-                for node in self.dc.nodes:
-                    self.build_node(node, fabric)
+                fabric.flush()
+                workers = build_workers(self.dc)
+                if workers > 1:
+                    self.build_nodes_in_workers(workers)
+                else:
+                    for node in self.dc.nodes:
+                        self.build_node(node, fabric)
                 fabric.flush()
         finally:
             try:
                 netns.setns(home)
             finally:
                 os.close(home)
+
+    def build_nodes_in_workers(self, workers: int) -> None:
+        """Build the nodes in ``workers`` forked processes; each reports its steps on a
+        pipe and dies with this process (PR_SET_PDEATHSIG), so a killed build never
+        leaves a worker creating namespaces behind ``netsim cleanup``."""
+        import ctypes
+        import select
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        parent = os.getpid()
+        children: dict[int, int] = {}  # pid -> read end of its pipe
+        try:
+            for w in range(workers):
+                r, wfd = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker
+                    code = 1
+                    try:
+                        os.close(r)
+                        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                        if os.getppid() != parent:
+                            os._exit(1)
+                        self.report_fd = wfd
+                        with Rtnl.in_namespace(names.fabric_ns(self.dc.name)) as fabric:
+                            for node in self.dc.nodes[w::workers]:
+                                self.build_node(node, fabric)
+                            fabric.flush()
+                        code = 0
+                    except BaseException as exc:  # reported to the parent, which rolls back
+                        os.write(wfd, f"!{exc}\n".encode())
+                    finally:
+                        os._exit(code)
+                os.close(wfd)
+                children[pid] = r
+            errors: list[str] = []
+            buffers = {fd: b"" for fd in children.values()}
+            while buffers:
+                for fd in select.select(list(buffers), [], [])[0]:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        os.close(fd)
+                        del buffers[fd]
+                        continue
+                    *lines, buffers[fd] = (buffers[fd] + data).split(b"\n")
+                    for line in lines:
+                        text = line.decode(errors="replace")
+                        if text.startswith("!"):
+                            errors.append(text[1:])
+                        else:
+                            self.step(text)
+            for pid in list(children):
+                _, status = os.waitpid(pid, 0)
+                del children[pid]
+                if status != 0 and not errors:
+                    errors.append(f"a build worker exited with status {status}")
+            if errors:
+                raise BuildError(errors[0])
+        finally:
+            for pid, fd in children.items():  # only after an error in this process
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def build_fabric(self, stack: ExitStack) -> Rtnl:
         dc = self.dc

@@ -76,11 +76,13 @@ def test_two_datacenters_coexist(datacenter_factory, assert_reachable):
     assert_reachable("web1", "web3:link-local")  # in b, the latest
 
 
-def test_failure_mid_build_rolls_back_everything(netsim_state_dir):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_failure_mid_build_rolls_back_everything(netsim_state_dir, monkeypatch, workers):
     from netsim.datacenter import up
     from netsim.state import StateDir
 
-    topo = grid("rbk" + str(os.getpid() % 1000), 3, 3)
+    monkeypatch.setenv("NETSIM_BUILD_WORKERS", workers)
+    topo = grid(f"rb{workers}{os.getpid() % 1000}", 4, 3)
 
     def fail_at_vm5(what, done, total):
         if what == "vm vm5":
@@ -90,6 +92,16 @@ def test_failure_mid_build_rolls_back_everything(netsim_state_dir):
         up(topo, progress=fail_at_vm5)
     assert netns.list_names(names.dc_prefix(topo.name)) == []
     assert not StateDir(topo.name).exists()
+
+
+def test_a_build_in_parallel_workers_gives_the_same_datacenter(datacenter_factory, monkeypatch,
+                                                              assert_reachable):
+    monkeypatch.setenv("NETSIM_BUILD_WORKERS", "3")
+    dc = datacenter_factory(grid("par" + str(os.getpid() % 1000), 6, 2, linklocal="static"))
+    assert len(netns.list_names(names.dc_prefix(dc.name))) == 6 + 12 + 4
+    assert_reachable("vm1", "vm12")
+    assert_reachable("vm12", "client")
+    assert_reachable("vm3", "vm4:link-local")
 
 
 def test_down_is_idempotent_and_waits_for_namespaces(datacenter_factory):
