@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from netsim import control, hostexec, names, netns
 from netsim.builder import Progress, build
-from netsim.errors import StateError
+from netsim.errors import NetsimError, StateError
 from netsim.rtnl import Rtnl
 from netsim.state import StateDir, known_datacenters
 from netsim.teardown import end_processes, remove_namespaces
@@ -100,7 +100,7 @@ class RunningDatacenter:
                 with Rtnl.in_namespace(names.vm_ns(self.name, vm.name)) as sock:
                     found = [a for i, a, plen in sock.addresses()
                              if i == names.NIC_INDEX and a.startswith("169.254.")]
-            except Exception:
+            except (NetsimError, OSError):  # a VM removed by Preempt or Terminate
                 found = []
             out[vm.name] = found[0] if found else None
         return out
