@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import asdict
 
 from netsim import names
 from netsim.control import SOCKET_NAME
@@ -24,17 +23,12 @@ from netsim.datacenter import RunningDatacenter
 from netsim.effects import Effects
 from netsim.errors import NetsimError
 from netsim.identity import NeighbourResolver
+from netsim.maintenance.actions import event_to_dict
 from netsim.services import Services
 from netsim.state import StateDir
 from server.driver import MetadataServer, ServerConfig
-from server.events import Event
 
 log = logging.getLogger("netsim.daemon")
-
-
-def event_json(e: Event) -> dict:
-    """An event as the control API returns it."""
-    return asdict(e)
 
 
 class Daemon:
@@ -144,15 +138,15 @@ class Daemon:
                                    None if notice is None else float(notice),
                                    None if duration is None or duration < 0 else float(duration),
                                    req.get("description") or None, req.get("source", "Platform"))
-            return {"event": event_json(c.planner.event(event_id))}
+            return {"event": event_to_dict(c.planner.event(event_id))}
         if command == "events":
-            events = [event_json(e) for e in c.planner.events()]
+            events = [event_to_dict(e) for e in c.planner.events()]
             return {"events": events, "document_incarnation": {n.name: c.repo.incarnation(n.name)
                                                                for n in self.dc.nodes}}
         if command == "approve":
             if not c.approve(req["id"]):
                 raise ValueError(f"no event {req['id']} is waiting for approval")
-            return {"event": event_json(c.planner.event(req["id"]))} if c.planner.event(req["id"]) else {}
+            return {"event": event_to_dict(c.planner.event(req["id"]))} if c.planner.event(req["id"]) else {}
         if command == "cancel":
             c.cancel_event(req["id"])
             return {}

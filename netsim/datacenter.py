@@ -88,9 +88,7 @@ class RunningDatacenter:
 
     def routable_address(self, vm: str) -> str:
         """The routable (198.18/15) address of a VM."""
-        v = self.topology.vm(vm)
-        slot = [x.name for x in self.topology.vms_on(v.node)].index(vm)
-        return addressing.vm_routable(self.topology.node(v.node).index, slot)
+        return addressing.routable_of(self.topology, vm)
 
     def link_local_addresses(self) -> dict[str, str | None]:
         """Each VM's current link-local address, read from the kernel (None if it has none)."""

@@ -58,9 +58,7 @@ class Effects:
 
     def _links(self, vm: str, up: bool) -> None:
         """Set both ends of the VM's link: its eth0 and its port on the node's bridge."""
-        with Rtnl.in_namespace(self._node_ns(self.placement[vm])) as node:
-            node.set_link(self._port_index(vm), up=up, what=f"setting the port of {vm} {'up' if up else 'down'}")
-            node.flush()
+        self._port(vm, up)
         with Rtnl.in_namespace(self._vm_ns(vm)) as sock:
             sock.set_link(names.NIC_INDEX, up=up, what=f"setting eth0 of {vm} {'up' if up else 'down'}")
             sock.flush()
@@ -137,7 +135,7 @@ class Effects:
         home = self.dc.node(v.node)
         if node == home.name:
             return
-        address = self._routable(vm)
+        address = addressing.routable_of(self.dc, vm)
         here = addressing.node_addresses(self.dc.node(node).index)
         home_plan = addressing.node_addresses(home.index)
         if add:
@@ -168,7 +166,7 @@ class Effects:
         """On the VM's home node: answer ARP for it and route it through the fabric, so the
         VM's old neighbours on its home subnet still reach it."""
         home = self.dc.node(self.dc.vm(vm).node)
-        address, plan = self._routable(vm), addressing.node_addresses(home.index)
+        address, plan = addressing.routable_of(self.dc, vm), addressing.node_addresses(home.index)
         if add:
             # Proxy ARP answers after a random delay of up to 0.8 s by default.
             with netns.entered(self._node_ns(home.name)):
@@ -187,16 +185,11 @@ class Effects:
             if self.dc.vm(vm).node == node and where != node:
                 self._home_routes(vm, add=True)
 
-    def _routable(self, vm: str) -> str:
-        v = self.dc.vm(vm)
-        slot = [x.name for x in self.dc.vms_on(v.node)].index(vm)
-        return addressing.vm_routable(self.dc.node(v.node).index, slot)
-
     def _port_security(self, vm: str, node: str, add: bool) -> None:
         port, mac = names.vm_port(vm), addressing.vm_mac(self.dc.name, self.dc.vm(vm).index)
         verb = "add" if add else "delete"
         commands = f'{verb} element bridge netsim_portsec port_mac {{ "{port}" . {mac} }}\n'
-        commands += nft.claim_commands(port, self._routable(vm), add)
+        commands += nft.claim_commands(port, addressing.routable_of(self.dc, vm), add)
         try:
             nft.run(self._node_ns(node), commands)
         except nft.NftError as exc:

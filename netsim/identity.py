@@ -33,13 +33,12 @@ def identity_of(dc: Datacenter, vm_name: str, link_local: str = "", placed_on: s
     its node in the topology). Its routable address stays that of its home node."""
     vm = dc.vm(vm_name)
     node = dc.node(vm.node)
-    slot = [v.name for v in dc.vms_on(vm.node)].index(vm.name)
     return VmIdentity(
         name=vm.name, vm_id=vm_id(dc.name, vm.name), node=placed_on or vm.node, location=dc.location,
         update_domain=vm.update_domain, fault_domain=vm.fault_domain,
         availability_set=vm.availability_set or "", vm_size=vm.size, os_type=vm.os_type,
         mac=addressing.vm_mac(dc.name, vm.index), link_local=link_local,
-        address=addressing.vm_routable(node.index, slot), prefix=24,
+        address=addressing.routable_of(dc, vm_name), prefix=24,
         subnet=addressing.node_addresses(node.index).subnet,
         resource_group=f"netsim-{dc.name}",
     )

@@ -37,8 +37,7 @@ def targets(dc: Datacenter, link_local: dict[str, str | None], metadata: bool = 
     addresses, and (with ``metadata``) each VM's own node's metadata endpoint."""
     out = []
     for vm in dc.vms:
-        slot = [v.name for v in dc.vms_on(vm.node)].index(vm.name)
-        out.append(Target(vm.name, "routable", addressing.vm_routable(dc.node(vm.node).index, slot)))
+        out.append(Target(vm.name, "routable", addressing.routable_of(dc, vm.name)))
         if link_local.get(vm.name):
             out.append(Target(vm.name, "link-local", link_local[vm.name]))
     for host in names.EXTRA_HOSTS:

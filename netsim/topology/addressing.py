@@ -61,6 +61,13 @@ def vm_routable(node_index: int, slot: int) -> str:
     return str(netaddr.IPAddress(int(ROUTABLE.first) + 256 * node_index + 2 + slot))
 
 
+def routable_of(dc, vm_name: str) -> str:
+    """A VM's routable address: its slot on its home node (the topology's), wherever it runs."""
+    vm = dc.vm(vm_name)
+    slot = [v.name for v in dc.vms_on(vm.node)].index(vm_name)
+    return vm_routable(dc.node(vm.node).index, slot)
+
+
 def static_link_local(vm_index: int) -> str:
     """The deterministic link-local address of VM ``vm_index`` (``linklocal = "static"``)."""
     return f"169.254.{1 + vm_index // 250}.{1 + vm_index % 250}"
