@@ -148,7 +148,8 @@ def cmd_demo(args) -> int:
     started = time.monotonic()
     print("== netsim demo: a maintenance walk of availability set 'web' (3 update domains) under load,\n"
           f"   {args.notice:g} s notice and {args.downtime:g} s downtime per update domain, {args.rate:g} requests/s "
-          "through HAProxy;\n   link-local claims use the fast timer profile (RFC 3927 intervals / 10: "
+          "through HAProxy;\n   a request fails without a complete answer within "
+          f"{demo.DEFAULT_TIMEOUT:g} s; link-local claims use the fast timer profile (RFC 3927 intervals / 10: "
           "not conformant)\n", flush=True)
     runs = []
     for agents in (True, False):

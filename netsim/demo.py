@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from netsim import datacenter as dcapi
 from netsim.scenarios.haproxy import start_load_balancer
-from netsim.scenarios.loadgen import add_source_addresses
+from netsim.scenarios.loadgen import DEFAULT_TIMEOUT, add_source_addresses
 from netsim.topology import load
 from netsim.topology.model import Datacenter
 
@@ -39,6 +39,8 @@ class WalkRun:
     per_second: list = field(default_factory=list)      # [second, ok, failed]
     windows: list = field(default_factory=list)         # (vm, start second, end second) of each impact
     errors: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)        # the load generator's first failed requests
+    latency_ms: dict = field(default_factory=dict)      # p50, p99, max of the answered requests
 
 
 def scenario_topology(agents: bool, base: Datacenter | None = None) -> Datacenter:
@@ -55,8 +57,11 @@ def _log(dc: dcapi.RunningDatacenter, vm: str) -> str:
 
 def run_walk(agents: bool, *, notice: float, downtime: float, rate: float, name: str,
              show=None, base: Datacenter | None = None, timeout: float = 240.0,
-             request_seconds: float = 0.2) -> WalkRun:
-    """Build, load, walk, measure, tear down. ``show(line)`` receives the live timeline."""
+             request_seconds: float = 0.2, request_timeout: float = DEFAULT_TIMEOUT) -> WalkRun:
+    """Build, load, walk, measure, tear down. ``show(line)`` receives the live timeline.
+
+    A request fails when it gets no complete answer within ``request_timeout`` seconds,
+    or an error."""
     run = WalkRun(agents)
     dc = dcapi.up(replace(scenario_topology(agents, base), name=name))
     try:
@@ -78,7 +83,7 @@ def run_walk(agents: bool, *, notice: float, downtime: float, rate: float, name:
         # load has requests in flight, and only a drained VM has none.
         url = f"http://198.19.255.100/?delay={request_seconds:g}"
         gen = dc.popen("client", [sys.executable, "-m", "netsim.scenarios.loadgen", "--url", url,
-                                  "--rate", str(rate), "--duration", str(budget), "--timeout", "2",
+                                  "--rate", str(rate), "--duration", str(budget), "--timeout", f"{request_timeout:g}",
                                   "--source", ",".join(SOURCES), "--progress", progress, "--out", out],
                        stdout=open(os.path.join(work, "loadgen.log"), "wb"), stderr=open(os.devnull, "wb"))
         time.sleep(2.0)
@@ -105,6 +110,7 @@ def run_walk(agents: bool, *, notice: float, downtime: float, rate: float, name:
         gen.wait(15)
         summary = json.load(open(out))
         run.requests, run.failed, run.errors = summary["sent"], summary["failed"], summary["errors"]
+        run.failures, run.latency_ms = summary["failures"], summary["latency_ms"]
         run.per_second = [[s["second"], s["ok"], s["failed"]] for s in summary["per_second"]]
         lb.stop()
     finally:
@@ -170,10 +176,15 @@ def svg(runs: list[WalkRun], path: str) -> None:
 
 
 def table(runs: list[WalkRun]) -> str:
-    """The comparison the demo prints."""
-    lines = [f"{'':<22} {'requests':>9} {'failed':>7} {'failed %':>9} {'walk s':>7}"]
+    """The comparison the demo prints: requests, failures, and how long the answered ones took."""
+    lines = [f"{'':<22} {'requests':>9} {'failed':>7} {'failed %':>9} {'p99 ms':>7} {'max ms':>7} {'walk s':>7}"]
     for r in runs:
         pct = 100.0 * r.failed / r.requests if r.requests else 0.0
+        p99, top = (r.latency_ms.get(k) for k in ("p99", "max"))
         lines.append(f"{'with drain agents' if r.agents else 'without drain agents':<22} {r.requests:>9} "
-                     f"{r.failed:>7} {pct:>8.2f}% {r.walk_seconds:>7.1f}")
+                     f"{r.failed:>7} {pct:>8.2f}% {_ms(p99):>7} {_ms(top):>7} {r.walk_seconds:>7.1f}")
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"

@@ -27,7 +27,7 @@ from netsim.errors import NetsimError
 from server.api import ApiConfig, MetadataApi
 from server.events import EventView
 from server.http import HttpError, LocalProtocolError, ProtocolError, Request, RequestParser
-from server.response import error_response, protocol_error_response, serialize
+from server.response import CONTINUE, error_response, protocol_error_response, serialize
 from server.identity import VmIdentity
 
 log = logging.getLogger("netsim.server")
@@ -159,6 +159,8 @@ class _Connection(asyncio.Protocol):
         except LocalProtocolError:
             log.exception("node %s: parser misuse", self.node.name)
             close = True
+        if not close and parser.take_continue():
+            out.append(CONTINUE)
         if out:
             # Pipelined requests are answered together: still one write.
             transport.write(out[0] if len(out) == 1 else b"".join(out))

@@ -190,6 +190,7 @@ class RequestParser:
         self._state = State.HEAD
         self._head: _Head | None = None
         self._scanned = 0  # bytes of an incomplete head already searched for its end
+        self._continue_due = False  # the current request's client waits for "100 Continue"
 
     @property
     def state(self) -> State:
@@ -205,6 +206,13 @@ class RequestParser:
     def in_progress(self) -> bool:
         """Whether a request has started but is not complete (bytes of it, or a body, pending)."""
         return bool(self._buf) or self._state is State.BODY
+
+    def take_continue(self) -> bool:
+        """True once per request whose client sent ``Expect: 100-continue`` and still waits
+        for its body to be invited: send ``100 Continue`` now (RFC 9110 15.2.1). A body that
+        arrived anyway is simply read; a request refused from its head gets no 100."""
+        due, self._continue_due = self._continue_due, False
+        return due
 
     def _advance(self, event: Input) -> None:
         try:
@@ -269,6 +277,7 @@ class RequestParser:
         self._head = head
         if head.body_len:
             self._advance(Input.HEAD_WITH_BODY)
+            self._continue_due = head.expect_continue
         return True
 
     # -- body -----------------------------------------------------------------------
@@ -285,6 +294,7 @@ class RequestParser:
         else:
             body = b""
         self._head = None
+        self._continue_due = False
         keep_alive = head.keep_alive
         self._advance(Input.REQUEST_KEEP_ALIVE if keep_alive else Input.REQUEST_CLOSE)
         if not keep_alive:
@@ -304,6 +314,7 @@ class _Head(NamedTuple):
     keep_alive: bool
     version: str
     body_len: int
+    expect_continue: bool = False  # a 1.1 client waits for "100 Continue" before its body
 
 
 # Pollers send the same head again and again (same path, same headers): parsing it
@@ -340,8 +351,18 @@ def _parse_head(raw: bytes) -> _Head:
     body_len = 0
     if "content-length" in lower or "transfer-encoding" in lower:
         body_len = _body_length(headers, version)
+    expect_continue = "expect" in lower and _expects_continue(headers, version)
     path, query = _split_target(target, method)
-    return _Head(method, target, path, query, headers, keep_alive, version, body_len)
+    return _Head(method, target, path, query, headers, keep_alive, version, body_len, expect_continue)
+
+
+def _expects_continue(headers: Headers, version: str) -> bool:
+    """RFC 9110 10.1.1: ``100-continue`` is the only expectation; any other gets 417. A
+    1.0 client cannot understand an interim response, so its ``100-continue`` is ignored."""
+    tokens = _tokens(headers.get_all("expect"))
+    if tokens != ["100-continue"]:
+        raise ProtocolError(f"unsupported expectation {', '.join(tokens)[:40]!r}", 417)
+    return version == "1.1"
 
 
 def _check_partial_head(buf: bytearray) -> None:

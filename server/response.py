@@ -18,7 +18,7 @@ REASONS = {
     100: "Continue", 200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
     404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     410: "Gone", 411: "Length Required", 413: "Content Too Large", 414: "URI Too Long",
-    429: "Too Many Requests", 431: "Request Header Fields Too Large",
+    417: "Expectation Failed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
@@ -51,6 +51,9 @@ def protocol_error_response(exc: HttpError) -> Response:
     """The response that answers a :class:`ProtocolError` (or a 500 for a local error)."""
     return error_response(exc.status, f"{REASONS.get(exc.status, 'Error')}: {exc}")
 
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+"""The interim response that invites a client waiting on ``Expect: 100-continue`` to send its body."""
 
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in REASONS.items()}
 _BAD_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

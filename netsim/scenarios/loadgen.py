@@ -13,8 +13,10 @@ the addresses must exist in the namespace (:func:`add_source_addresses`).
     python -m netsim.scenarios.loadgen --url http://198.19.255.100/ --rate 50 --duration 10 --out summary.json
 
 The summary: ``{"ok", "failed", "sent", "errors": {kind: n}, "per_second": [{"second",
-"ok", "failed"}], "backends": {answer: n}, "by_source": {address: {answer: n}}, ...}``
-where an *answer* is the first line of a 200's body (the webapp's VM name). The
+"ok", "failed"}], "backends": {answer: n}, "by_source": {address: {answer: n}},
+"failures": [{"at", "kind", "source", "phase", "elapsed"}], ...}`` where an *answer* is
+the first line of a 200's body (the webapp's VM name) and ``failures`` lists the first
+failed requests in full (sent at, error, where they stopped, after how long). The
 process stops by itself; SIGTERM or SIGINT ends it early and still writes the summary.
 """
 
@@ -32,6 +34,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 MAX_ANSWER = 1 << 16
+# Longer than TCP's recovery from a lost SYN (1 s; 3 s for two), shorter than HAProxy's
+# server timeout: a request stuck on a VM that went away under it still fails.
+DEFAULT_TIMEOUT = 5.0
+MAX_FAILURE_RECORDS = 100  # the summary lists the first failures in full, for diagnosis
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Tally:
     backends: Counter = field(default_factory=Counter)
     by_source: dict = field(default_factory=lambda: defaultdict(Counter))
     latencies: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
 
     def success(self, second: int, source: str, answer: str, latency: float) -> None:
         """A 200 arrived in time."""
@@ -52,10 +59,18 @@ class Tally:
         self.by_source[source][answer] += 1
         self.latencies.append(latency)
 
-    def failure(self, second: int, kind: str) -> None:
-        """The request failed (``kind``: timeout, refused, reset, status-503, ...)."""
+    def failure(self, second: int, kind: str, *, at: float | None = None, source: str = "",
+                phase: str = "", elapsed: float | None = None) -> None:
+        """The request failed (``kind``: timeout, refused, reset, status-503, ...).
+
+        The first :data:`MAX_FAILURE_RECORDS` failures are also kept in full: when it was
+        sent (``at``, seconds since the start), from which ``source``, in which ``phase``
+        (connect, request, head, body) and after how long."""
         self.failed[second] += 1
         self.errors[kind] += 1
+        if len(self.failures) < MAX_FAILURE_RECORDS:
+            self.failures.append({"at": None if at is None else round(at, 3), "kind": kind, "source": source,
+                                  "phase": phase, "elapsed": None if elapsed is None else round(elapsed, 3)})
 
     def summary(self, seconds: int, **extra) -> dict:
         """The JSON-ready summary with one entry per second ``0 .. seconds - 1``."""
@@ -68,22 +83,33 @@ class Tally:
         return {**extra, "sent": ok + failed, "ok": ok, "failed": failed, "errors": dict(self.errors),
                 "per_second": [{"second": s, "ok": self.ok[s], "failed": self.failed[s]} for s in range(seconds)],
                 "backends": dict(self.backends), "by_source": {k: dict(v) for k, v in self.by_source.items()},
+                "failures": list(self.failures),
                 "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)}}
 
 
-async def fetch(host: str, port: int, path: str, source: str | None, timeout: float) -> tuple[int, str]:
-    """One GET on a new connection: (status, first line of the body). Raises on failure."""
+async def fetch(host: str, port: int, path: str, source: str | None, timeout: float,
+                phases: list[str] | None = None) -> tuple[int, str]:
+    """One GET on a new connection: (status, first line of the body). Raises on failure.
+
+    ``phases``, when given, gets each phase appended as it begins (connect, request, head,
+    body), so a caller can tell where a failed request stopped."""
+    phases = phases if phases is not None else []
+
     async def go() -> tuple[int, str]:
+        phases.append("connect")
         reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0) if source else None)
         try:
+            phases.append("request")
             writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
                          "User-Agent: netsim-loadgen\r\n\r\n".encode())
             await writer.drain()
+            phases.append("head")
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
             length = next((int(ln.split(":", 1)[1]) for ln in lines[1:] if ln.lower().startswith("content-length:")),
                           None)
+            phases.append("body")
             body = await (reader.readexactly(length) if length is not None else reader.read(MAX_ANSWER))
             return status, body.decode(errors="replace").split("\n", 1)[0].strip()
         finally:
@@ -137,15 +163,16 @@ async def generate(url: str, rate: float, duration: float, count: int | None, ti
     async def one(i: int, second: int) -> None:
         source = sources[i % len(sources)] if sources else None
         began = time.monotonic()
+        phases: list[str] = []
         try:
-            status, answer = await fetch(host, port, path, source, timeout)
+            status, answer = await fetch(host, port, path, source, timeout, phases)
         except Exception as exc:  # every failure of the world is counted, never raised
-            tally.failure(second, _kind(exc))
-            return
+            status, answer = 0, _kind(exc)
         if status == 200:
             tally.success(second, source or "", answer, time.monotonic() - began)
         else:
-            tally.failure(second, f"status-{status}")
+            tally.failure(second, answer if status == 0 else f"status-{status}", at=began - start,
+                          source=source or "", phase=phases[-1] if phases else "", elapsed=time.monotonic() - began)
 
     start = time.monotonic()
     started_at = time.time()
@@ -189,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=20.0, help="requests per second")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of sending (bounded)")
     ap.add_argument("--count", type=int, help="at most this many requests")
-    ap.add_argument("--timeout", type=float, default=2.0, help="seconds a request may take")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                    help=f"seconds a request may take (default {DEFAULT_TIMEOUT:g})")
     ap.add_argument("--source", help="local addresses to send from, comma-separated, used in turn")
     ap.add_argument("--out", help="write the JSON summary here (default: stdout)")
     ap.add_argument("--progress", help="write the outcomes so far to this file every second")

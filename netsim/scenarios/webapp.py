@@ -71,6 +71,11 @@ class WebServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of new connections (a whole
+    # backend's clients moving here when another server drains) overflows it, the kernel
+    # drops their SYNs and each waits a second to retry. Real servers queue hundreds
+    # (nginx 511).
+    request_queue_size = 1024
 
     def handle_error(self, request, client_address) -> None:
         """A peer that goes away mid-answer (HAProxy's health checks close as soon as

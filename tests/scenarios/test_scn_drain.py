@@ -19,6 +19,7 @@ import pytest
 from netsim.scenarios.haproxy import LoadBalancer, start_load_balancer
 from netsim.scenarios.loadgen import add_source_addresses
 from netsim.topology import load
+from netsim.topology.addressing import routable_of
 
 SOURCES = [f"198.19.255.{200 + i}" for i in range(8)]  # eight "clients" in the client host
 VMS = ("web1", "web2", "web3")
@@ -79,7 +80,7 @@ def drain_under_load(dc, lb: LoadBalancer, spawn, tmp_path, *, wait_back: float)
     # Each request lasts 0.2 s, so web1 has sessions in flight when its drain begins.
     gen = spawn(dc, "client", "netsim.scenarios.loadgen", *loadgen_args(
         "--url", "http://198.19.255.100/?delay=0.2", "--rate", str(RATE), "--duration", str(DURATION),
-        "--timeout", "2", "--out", str(out)), log="loadgen.log")
+        "--out", str(out)), log="loadgen.log")
     time.sleep(1.5)
     event = dc.request("event_add", vm="web1", type="Reboot", duration=2, **{"in": 120})["event"]
     seen = Observed(event["event_id"])
@@ -102,7 +103,7 @@ def drain_under_load(dc, lb: LoadBalancer, spawn, tmp_path, *, wait_back: float)
 def test_lb_balances_with_source_stickiness(datacenter_factory, stopper):
     dc, lb = start_scenario(datacenter_factory, stopper)
     warm = dc.run("client", [sys.executable, "-m", "netsim.scenarios.loadgen",
-                             *loadgen_args("--rate", "40", "--duration", "2", "--timeout", "1")], timeout=20)
+                             *loadgen_args("--rate", "40", "--duration", "2")], timeout=20)
     assert warm.returncode == 0, warm.stderr
     summary = json.loads(warm.stdout)
     assert summary["failed"] == 0 and summary["ok"] == 80, summary
@@ -112,6 +113,28 @@ def test_lb_balances_with_source_stickiness(datacenter_factory, stopper):
     assert len(summary["backends"]) >= 2, summary["backends"]
     # And HAProxy counted them: every request was one session on one server.
     assert sum(s.total for s in lb.servers().values()) >= 80
+
+
+def listen_overflows(dc, vm: str) -> int:
+    """The kernel's count of connections ``vm`` dropped because its listen queue was full."""
+    out = dc.run(vm, ["nstat", "-az", "TcpExtListenOverflows"]).stdout
+    return sum(int(line.split()[1]) for line in out.splitlines() if line.startswith("TcpExtListenOverflows"))
+
+
+@pytest.mark.root
+def test_a_burst_of_new_connections_to_one_web_app_drops_no_syn(datacenter_factory, stopper):
+    """A drained server's clients all arrive at once on the others: the web app's listen
+    queue must hold such a burst (socketserver's default of 5 made the kernel drop SYNs,
+    and HAProxy waited a second per dropped one)."""
+    dc, _ = start_scenario(datacenter_factory, stopper)
+    web1 = routable_of(dc.topology, "web1")
+    before = listen_overflows(dc, "web1")
+    burst = dc.run("client", [sys.executable, "-m", "netsim.scenarios.loadgen", "--url", f"http://{web1}:8080/",
+                              "--rate", "20000", "--count", "300", "--duration", "1"], timeout=30)
+    assert burst.returncode == 0, burst.stderr
+    summary = json.loads(burst.stdout)
+    assert summary["ok"] == 300, summary["errors"]
+    assert listen_overflows(dc, "web1") == before
 
 
 @pytest.mark.root

@@ -16,7 +16,7 @@ from netsim.scenarios.errors import RuntimeApiError
 from netsim.scenarios.event_logger import EventLogger, read_state, record_state, resources_of
 from netsim.scenarios.haproxy import haproxy_config
 from netsim.scenarios.imds import ImdsError, patiently, retrying
-from netsim.scenarios.loadgen import Tally
+from netsim.scenarios.loadgen import MAX_FAILURE_RECORDS, Tally
 from netsim.scenarios.procs import _hex_address
 from netsim.scenarios.runtime_api import ServerStatus
 from netsim.scenarios.syslog import collector_config, parse_line
@@ -307,12 +307,23 @@ def test_tally_summary():
     t = Tally()
     t.success(0, "198.19.255.200", "web1", 0.001)
     t.success(1, "198.19.255.200", "web1", 0.003)
-    t.failure(1, "timeout")
+    t.failure(1, "timeout", at=1.25, source="198.19.255.201", phase="head", elapsed=2.0004)
     s = t.summary(3, url="u")
     assert (s["sent"], s["ok"], s["failed"]) == (3, 2, 1) and s["errors"] == {"timeout": 1}
+    assert s["failures"] == [{"at": 1.25, "kind": "timeout", "source": "198.19.255.201", "phase": "head",
+                              "elapsed": 2.0}]
     assert s["per_second"] == [{"second": 0, "ok": 1, "failed": 0}, {"second": 1, "ok": 1, "failed": 1},
                                {"second": 2, "ok": 0, "failed": 0}]
     assert s["by_source"] == {"198.19.255.200": {"web1": 2}} and s["latency_ms"]["max"] == 3.0
+
+
+def test_tally_keeps_the_first_failures_in_full_and_counts_all():
+    t = Tally()
+    for i in range(MAX_FAILURE_RECORDS + 50):
+        t.failure(0, "refused", at=i, phase="connect")
+    s = t.summary(1)
+    assert s["failed"] == MAX_FAILURE_RECORDS + 50 and len(s["failures"]) == MAX_FAILURE_RECORDS
+    assert s["failures"][-1]["at"] == MAX_FAILURE_RECORDS - 1
 
 
 # -- the shell script, offline: the metadata service is a folder, logger a recorder ----------

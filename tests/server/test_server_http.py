@@ -88,6 +88,26 @@ def test_body_split_across_feeds() -> None:
     assert r.body == b"0123456789" and p.state is State.HEAD and p.buffered == 3
 
 
+def test_expect_100_continue_is_invited_once_and_only_while_the_body_is_awaited() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 4\r\n\r\n"
+    p = RequestParser()
+    p.feed(head)
+    assert p.next_request() is None and p.take_continue() and not p.take_continue()
+    p.feed(b"body" + head + b"bo")
+    assert p.next_request().body == b"body" and p.next_request() is None
+    assert p.take_continue()  # the pipelined second request waits for its invitation too
+    p.feed(b"dy")
+    assert p.next_request().body == b"body" and not p.take_continue()
+    p = RequestParser()
+    p.feed(head + b"body")  # the body came anyway: nothing to invite
+    assert p.next_request().body == b"body" and not p.take_continue()
+    for other in (head.replace(b"1.1", b"1.0"), head.replace(b"4", b"0")):  # 1.0 client; no body
+        p = RequestParser()
+        p.feed(other)
+        p.next_request()
+        assert not p.take_continue()
+
+
 def test_connection_close_ends_the_stream_and_ignores_what_follows() -> None:
     p = RequestParser()
     p.feed(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Close\r\n\r\n" + GET)
@@ -173,6 +193,8 @@ ERRORS = [
     (b"GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: h\r\n: empty-name\r\n\r\n", 400),
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),  # TLS hello
+    (b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 417),
+    (b"GET / HTTP/1.0\r\nExpect: 100-continue, x\r\n\r\n", 417),
 ]
 
 

@@ -151,6 +151,26 @@ def test_scheduled_event_seen_and_approved_over_http(world) -> None:
     world.server.run(world.store1.remove, "e-net-1")
 
 
+def test_expect_100_continue_over_the_wire(world) -> None:
+    """A client that waits for "100 Continue" before its body is invited, then answered;
+    an expectation the server cannot meet gets 417 and the server keeps serving."""
+    event = Event("e-net-2", "Reboot", ("vm1",), time.time() + 900, time.time(), avset="web", duration_s=5)
+    world.server.run(world.store1.add, event)
+    body = json.dumps({"StartRequests": [{"EventId": "e-net-2"}]}).encode()
+    head = get("/metadata/scheduledevents?api-version=2020-07-01", "Metadata: true\r\nExpect: 100-continue\r\n",
+               method="POST", body=body)[:-len(body)]
+    with world.bed1.connect("c1") as sock, sock.makefile("rb") as f:
+        sock.sendall(head)
+        assert f.readline() == b"HTTP/1.1 100 Continue\r\n" and f.readline() == b"\r\n"
+        sock.sendall(body)
+        assert read_response(f)[0] == 200
+    assert world.server.run(world.store1.get, "e-net-2").status == "Started"
+    world.server.run(world.store1.remove, "e-net-2")
+    ((status, headers, _),) = exchange(world.bed1, "c1", head.replace(b"100-continue", b"200-ok") + body)
+    assert status == 417 and headers["connection"] == "close"
+    assert [s for s, _, _ in exchange(world.bed1, "c1", V1)] == [200]
+
+
 def test_keep_alive_pipelining_and_connection_close(world) -> None:
     with world.bed1.connect("c1") as sock, sock.makefile("rb") as f:
         sock.sendall(V1 * 3)  # three pipelined requests in one segment
