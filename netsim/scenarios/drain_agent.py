@@ -37,7 +37,7 @@ from typing import Mapping
 from netsim.scenarios import runtime_api
 from netsim.scenarios.errors import RuntimeApiError, ScenarioError
 from netsim.scenarios.event_logger import resources_of
-from netsim.scenarios.imds import Imds, ImdsError, patiently, retrying
+from netsim.scenarios.imds import METADATA_ADDRESS, Imds, ImdsError, retrying, start_in_vm
 from netsim.scenarios.runtime_api import ServerStatus
 
 POLL_INTERVAL = 1.0     # Scheduled Events, as Azure advises (section 2.5)
@@ -322,14 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--types", default=",".join(EVENT_TYPES), help="event types to drain for (comma-separated)")
     ap.add_argument("--syslog", metavar="HOST[:PORT]", help="also log to this syslog collector (UDP)")
     ap.add_argument("--duration", type=float, help="stop after this many seconds (default: until SIGTERM)")
-    ap.add_argument("--metadata", default="169.254.169.254", help="metadata service address")
+    ap.add_argument("--metadata", default=METADATA_ADDRESS, help="metadata service address")
     args = ap.parse_args(argv)
 
-    from netsim.scenarios.guard import require_netsim_namespace
-    require_netsim_namespace("drain_agent")
-    imds = Imds(args.metadata)
     try:
-        vm = args.vm or patiently(imds.vm_name)
+        imds, vm = start_in_vm("drain_agent", args.vm, args.metadata)
     except ImdsError as exc:
         _say(f"cannot learn this VM's name: {exc}")
         return 1

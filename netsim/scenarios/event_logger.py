@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from netsim.scenarios.imds import METADATA_ADDRESS, Imds, ImdsError, patiently, retrying
+from netsim.scenarios.imds import METADATA_ADDRESS, Imds, ImdsError, retrying, start_in_vm
 from netsim.scenarios.syslog_client import UdpSyslog, parse_target
 
 POLL_INTERVAL = 1.0  # Azure's advice (section 2.5): notice can be as short as 30 s
@@ -168,12 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metadata", default=METADATA_ADDRESS, help="metadata service address")
     args = ap.parse_args(argv)
 
-    from netsim.scenarios.guard import require_netsim_namespace
-    require_netsim_namespace("event_logger")
     host, port = parse_target(args.syslog)
-    imds = Imds(args.metadata)
     try:
-        vm = args.vm or patiently(imds.vm_name)
+        imds, vm = start_in_vm("event_logger", args.vm, args.metadata)
     except ImdsError as exc:
         _say(f"cannot learn this VM's name: {exc}")
         return 1

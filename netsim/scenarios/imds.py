@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from typing import Callable
 
 METADATA_ADDRESS = "169.254.169.254"
 SCHEDULED_EVENTS_VERSION = "2020-07-01"
@@ -101,6 +102,19 @@ def retrying(call, attempts: int = 5, sleep=time.sleep):
                 raise
             sleep(min(exc.retry_after or 1.0, 5.0))
     raise AssertionError("unreachable")
+
+
+def start_in_vm(program: str, vm: str | None = None, metadata: str = METADATA_ADDRESS,
+                name_of: Callable[["Imds"], str] = lambda imds: imds.vm_name()) -> tuple["Imds", str]:
+    """What every in-VM program does first: refuse to run outside a netsim namespace
+    (:func:`~netsim.scenarios.guard.require_netsim_namespace`), then learn this VM's name
+    with ``name_of`` (default: the current API's compute name), waiting while the VM boots,
+    unless ``vm`` names it. Returns the metadata client and the name; ImdsError if the
+    metadata service never answers."""
+    from netsim.scenarios.guard import require_netsim_namespace  # touches /run/netns: only in programs
+    require_netsim_namespace(program)
+    imds = Imds(metadata)
+    return imds, vm or patiently(lambda: name_of(imds))
 
 
 def patiently(call, timeout: float = 60.0, interval: float = 0.5, clock=time.monotonic, sleep=time.sleep):

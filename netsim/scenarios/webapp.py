@@ -18,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from netsim.scenarios.imds import Imds, ImdsError, patiently
+from netsim.scenarios.imds import Imds, ImdsError, start_in_vm
 
 MAX_DELAY = 10.0
 IDLE_TIMEOUT = 30.0  # seconds an idle keep-alive connection is kept
@@ -86,9 +86,9 @@ class WebServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def vm_name_from_metadata(imds: Imds, timeout: float = 60.0) -> str:
-    """This VM's name from ``/metadata/v1/InstanceInfo``, waiting while the VM boots."""
-    info = patiently(imds.instance_info, timeout)
+def instance_id(imds: Imds) -> str:
+    """This VM's name from the seed's ``/metadata/v1/InstanceInfo``."""
+    info = imds.instance_info()
     if not info.get("ID"):
         raise ImdsError(f"InstanceInfo has no ID: {info!r}")
     return info["ID"]
@@ -103,10 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = ap.parse_args(argv)
 
-    from netsim.scenarios.guard import require_netsim_namespace
-    require_netsim_namespace("webapp")
     try:
-        name = args.name or vm_name_from_metadata(Imds())
+        _, name = start_in_vm("webapp", args.name, name_of=instance_id)
     except (ImdsError, ValueError) as exc:
         print(f"webapp: cannot learn this VM's name: {exc}", file=sys.stderr)
         return 1
