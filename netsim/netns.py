@@ -68,7 +68,7 @@ def root_inode() -> int | None:
     inspected (in some containers)."""
     try:
         return os.stat("/proc/1/ns/net").st_ino
-    except PermissionError:
+    except OSError:  # PermissionError in some containers; ENOENT without /proc/1
         return None
 
 

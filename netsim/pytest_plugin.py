@@ -62,7 +62,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(scope="session")
 def netsim_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private state folder (``NETSIM_STATE_DIR``) for every datacenter of the session."""
+    """``netsim_state_dir`` (session scope): the path of a private state folder.
+
+    Every datacenter the session builds keeps its state (``datacenter.json``, the event
+    repository, ``daemon.log``) below it, so tests never touch the state of datacenters a
+    user runs on the same host. ``NETSIM_STATE_DIR`` is set for the session and restored
+    after it. Example::
+
+        def test_log(datacenter, netsim_state_dir):
+            log = pathlib.Path(netsim_state_dir, datacenter.topology.name, "daemon.log")
+            assert log.exists()
+    """
     path = str(tmp_path_factory.mktemp("netsim-state"))
     old = os.environ.get("NETSIM_STATE_DIR")
     os.environ["NETSIM_STATE_DIR"] = path
@@ -112,7 +122,22 @@ class _Factory:
 
 @pytest.fixture
 def datacenter_factory(netsim_state_dir: str) -> Iterator[Callable[..., dcapi.RunningDatacenter]]:
-    """``make(topology=None, **settings)``: build a datacenter, torn down after the test."""
+    """``datacenter_factory`` (function scope): ``make(topology=None, **settings)``.
+
+    ``make`` builds a datacenter and returns its
+    :class:`~netsim.datacenter.RunningDatacenter`: ``topology`` is None (the embedded
+    default), a :class:`~netsim.topology.Datacenter`, TOML text or a file path;
+    ``settings`` replace fields of the topology's ``[datacenter]`` table (``name``,
+    ``timers``, ``linklocal``, ...). Each datacenter gets a unique name, its daemon is
+    started, every VM has claimed its link-local address when ``make`` returns (with the
+    fast timer profile unless ``timers="rfc"`` is passed), and everything is torn down
+    after the test, even when it fails. Example::
+
+        @pytest.mark.root
+        def test_rfc_timers(datacenter_factory):
+            dc = datacenter_factory(timers="rfc")       # or a Datacenter, TOML text, a path
+            assert dc.link_local_addresses()["web1"].startswith("169.254.")
+    """
     factory = _Factory()
     yield factory
     factory.teardown()
@@ -120,7 +145,16 @@ def datacenter_factory(netsim_state_dir: str) -> Iterator[Callable[..., dcapi.Ru
 
 @pytest.fixture
 def datacenter(datacenter_factory) -> dcapi.RunningDatacenter:
-    """The default topology (2 nodes, availability set ``web`` of 3 VMs), built."""
+    """``datacenter`` (function scope): the default topology, built and running.
+
+    Two nodes and availability set ``web`` of three VMs (``web1``, ``web3`` on ``n1``,
+    ``web2`` on ``n2``), a :class:`~netsim.datacenter.RunningDatacenter` torn down after the
+    test. Example::
+
+        @pytest.mark.root
+        def test_status(datacenter):
+            assert {v["name"] for v in datacenter.status()["vms"]} == {"web1", "web2", "web3"}
+    """
     return datacenter_factory()
 
 
@@ -132,7 +166,17 @@ def _latest(factory: _Factory) -> dcapi.RunningDatacenter:
 
 @pytest.fixture
 def host_exec(datacenter_factory):
-    """``host_exec(host, *argv, **kwargs)``: run a command in a host of the latest datacenter."""
+    """``host_exec`` (function scope): ``host_exec(host, *argv, **kwargs)``.
+
+    Runs ``argv`` inside ``host`` (a VM name, ``node:NAME``, ``lb``, ``client`` or ``ops``)
+    of the test's latest datacenter and returns the ``subprocess.CompletedProcess``
+    (stdout and stderr as text; ``kwargs`` go to :meth:`RunningDatacenter.run`, e.g.
+    ``timeout``). Example::
+
+        @pytest.mark.root
+        def test_eth0(datacenter, host_exec):
+            assert "eth0" in host_exec("web1", "ip", "link").stdout
+    """
     def run(host: str, *argv: str, **kwargs):
         return _latest(datacenter_factory).run(host, argv, **kwargs)
     return run
@@ -161,8 +205,16 @@ def _reach(factory: _Factory, src: str, dst: str, port: int | None, timeout: flo
 
 @pytest.fixture
 def assert_reachable(datacenter_factory):
-    """``assert_reachable(src, dst, port=None, timeout=2.0)``: ICMP (or TCP ``port``) from
-    host ``src`` to ``dst`` succeeds."""
+    """``assert_reachable`` (function scope): ``assert_reachable(src, dst, port=None, timeout=2.0)``.
+
+    Fails the test unless an ICMP echo (or a TCP connect to ``port``) sent from inside
+    host ``src`` gets an answer from ``dst`` within ``timeout`` seconds. ``dst`` is a host
+    (its routable address), ``HOST:link-local``, ``metadata`` (169.254.169.254 of the
+    source VM's own node) or an address. Example::
+
+        assert_reachable("web1", "web3:link-local")   # same node
+        assert_reachable("web1", "metadata", port=80)
+    """
     def check(src: str, dst: str, port: int | None = None, timeout: float = 2.0) -> None:
         assert _reach(datacenter_factory, src, dst, port, timeout), \
             f"{src} does not reach {dst}" + (f" on TCP {port}" if port else "")
@@ -171,7 +223,13 @@ def assert_reachable(datacenter_factory):
 
 @pytest.fixture
 def assert_unreachable(datacenter_factory):
-    """``assert_unreachable(src, dst, port=None, timeout=1.0)``: the probe gets no answer."""
+    """``assert_unreachable`` (function scope): ``assert_unreachable(src, dst, port=None, timeout=1.0)``.
+
+    Fails the test if the probe of :func:`assert_reachable` gets an answer within
+    ``timeout`` seconds. Example::
+
+        assert_unreachable("web2", "web1:link-local")  # other node: never forwarded
+    """
     def check(src: str, dst: str, port: int | None = None, timeout: float = 1.0) -> None:
         assert not _reach(datacenter_factory, src, dst, port, timeout), \
             f"{src} reaches {dst}" + (f" on TCP {port}" if port else "") + " but must not"

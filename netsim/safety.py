@@ -14,16 +14,23 @@ from netsim import names, netns
 from netsim.errors import RootNamespaceError
 
 
-def require_emulated_namespace() -> None:
-    """Raise RootNamespaceError unless the calling thread is inside a netsim namespace."""
+def require_emulated_namespace(program: str = "this program") -> str:
+    """Return the name of the netsim namespace the calling thread runs in; raise
+    RootNamespaceError if it runs anywhere else (the host's own namespace above all).
+
+    Every in-VM program (web app, event logger, drain agent, load generator) and every
+    traffic helper calls this before it opens a socket. Membership in netsim's namespaces
+    is what counts; PID 1's namespace, when it can be read, is refused too, in case someone
+    bind-mounted the host's namespace under netsim's prefix.
+    """
     here = netns.current_inode()
-    ours = {netns.inode_of(n) for n in netns.list_names(names.PREFIX)}
-    # Being in a namespace netsim created is what counts; PID 1's, when it can be read,
-    # is checked too in case someone bind-mounted the host's namespace under our prefix.
-    if here not in ours or here == netns.root_inode():
-        raise RootNamespaceError(
-            "refusing to send traffic from the host's own network namespace: run this inside an "
-            "emulated host, e.g. 'netsim exec web1 -- CMD', or pass a namespace to the helper")
+    if here != netns.root_inode():
+        for name in netns.list_names(names.PREFIX):
+            if netns.inode_of(name) == here:
+                return name
+    raise RootNamespaceError(
+        f"{program} refuses to send traffic from outside netsim's namespaces (the host's own above all): "
+        "run it inside an emulated host, e.g. 'netsim exec web1 -- CMD' or RunningDatacenter.popen('web1', argv)")
 
 
 def require_project_namespace(ns_name: str) -> None:

@@ -23,6 +23,6 @@ processes by PID):
 
 Shared helpers: :mod:`.imds` (metadata client), :mod:`.syslog_client` (RFC 5424 and
 RFC 3164 lines over UDP), :mod:`.runtime_api` (HAProxy runtime API client and
-parsers), :mod:`.procs` (waiting for listeners and stopping processes by PID),
-:mod:`.guard` (the in-namespace check that no program runs in the host's namespace).
+parsers), :mod:`.procs` (waiting for listeners and stopping processes by PID); every program
+first calls :func:`netsim.safety.require_emulated_namespace`.
 """

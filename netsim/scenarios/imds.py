@@ -107,12 +107,12 @@ def retrying(call, attempts: int = 5, sleep=time.sleep):
 def start_in_vm(program: str, vm: str | None = None, metadata: str = METADATA_ADDRESS,
                 name_of: Callable[["Imds"], str] = lambda imds: imds.vm_name()) -> tuple["Imds", str]:
     """What every in-VM program does first: refuse to run outside a netsim namespace
-    (:func:`~netsim.scenarios.guard.require_netsim_namespace`), then learn this VM's name
+    (:func:`~netsim.safety.require_emulated_namespace`), then learn this VM's name
     with ``name_of`` (default: the current API's compute name), waiting while the VM boots,
     unless ``vm`` names it. Returns the metadata client and the name; ImdsError if the
     metadata service never answers."""
-    from netsim.scenarios.guard import require_netsim_namespace  # touches /run/netns: only in programs
-    require_netsim_namespace(program)
+    from netsim.safety import require_emulated_namespace  # touches /run/netns: only in programs
+    require_emulated_namespace(program)
     imds = Imds(metadata)
     return imds, vm or patiently(lambda: name_of(imds))
 

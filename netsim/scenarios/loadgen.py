@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate <= 0 or args.duration <= 0 or args.timeout <= 0:
         ap.error("--rate, --duration and --timeout must be positive")
 
-    from netsim.scenarios.guard import require_netsim_namespace
-    require_netsim_namespace("loadgen")
+    from netsim.safety import require_emulated_namespace
+    require_emulated_namespace("loadgen")
     sources = [s for s in (args.source or "").split(",") if s] or None
     summary = asyncio.run(generate(args.url, args.rate, args.duration, args.count, args.timeout, sources,
                                    args.progress))
