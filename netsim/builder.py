@@ -56,22 +56,16 @@ def ensure_neighbour_capacity(dc: Datacenter) -> dict[str, int]:
     and bound the entries of every namespace together (default gc_thresh3 = 1024). Each
     VM needs a few entries (its node's for it, its own for the gateway and metadata
     address), so a 1,000-VM datacenter overflows the default: connections then stall.
-    Limits are only ever raised. Returns the values written.
+    Limits are only ever raised, and the datacenter holds them until it goes: the last
+    datacenter to go puts back the original values (:mod:`netsim.hostsettings`).
+    Returns the values written.
     """
+    from netsim import hostsettings
     want3 = 8 * (len(dc.vms) + len(dc.nodes)) + 1024
-    written = {}
-    for name, value in (("gc_thresh3", want3), ("gc_thresh2", want3 // 2), ("gc_thresh1", want3 // 4)):
-        path = f"/proc/sys/net/ipv4/neigh/default/{name}"
-        try:
-            with open(path) as f:
-                current = int(f.read())
-            if current < value:
-                with open(path, "w") as f:
-                    f.write(str(value))
-                written[name] = value
-        except OSError:
-            pass  # not the host's namespace (e.g. netsim inside a container): nothing to tune
-    return written
+    key = "net/ipv4/neigh/default/"
+    written = hostsettings.hold(dc.name, {key + "gc_thresh3": want3, key + "gc_thresh2": want3 // 2,
+                                          key + "gc_thresh1": want3 // 4})
+    return {k[len(key):]: v for k, v in written.items()}
 
 
 def build_workers(dc: Datacenter) -> int:
@@ -257,9 +251,11 @@ class _Build:
         dc = self.dc
         sock, vm_fd = _enter_new(self.state, names.vm_ns(dc.name, vm.name))
         try:
+            mac = addressing.vm_mac(dc.name, vm.index)
             node_sock.add_veth(names.vm_port(vm.name), names.PORT_INDEX_BASE + vm.index, names.VM_IFNAME,
-                               names.NIC_INDEX, vm_fd, master=names.NIC_INDEX,
-                               peer_mac=addressing.vm_mac(dc.name, vm.index))
+                               names.NIC_INDEX, vm_fd, master=names.NIC_INDEX, peer_mac=mac)
+            # In the same batch, before the VM's eth0 is up: no frame of it is ever learned.
+            node_sock.pin_port(names.PORT_INDEX_BASE + vm.index, mac)
             node_sock.flush()
             sock.set_link(names.NIC_INDEX, up=True)
             sock.add_address(names.NIC_INDEX, addressing.vm_routable(node.index, slot), 24)

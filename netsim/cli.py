@@ -8,9 +8,11 @@ import os
 import sys
 import time
 
+from netsim import bounds, control, names
 from netsim import datacenter as dcapi
 from netsim import reach as reachmod
-from netsim.errors import NetsimError, NotRootError, StateError
+from netsim.cliargs import Parser, dc_name_arg, number_arg, subcommands
+from netsim.errors import HostNotFound, NetsimError, NotRootError, StateError
 from netsim.state import known_datacenters
 from netsim.topology import load
 
@@ -21,9 +23,9 @@ def _need_root() -> None:
 
 
 def _dc_name(args) -> str:
-    if args.name:
-        return args.name
-    known = known_datacenters()
+    if args.name is not None:
+        return args.name  # checked by the parser (dc_name_arg)
+    known = [n for n in known_datacenters() if names.dc_name_problem(n) is None]
     if len(known) == 1:
         return known[0]
     if not known:
@@ -48,10 +50,19 @@ class _Progress:
         print(f"{self.label}: {done}/{total} ({what})".ljust(60), end=end, file=sys.stderr, flush=True)
 
 
+def _known_vm(running: dcapi.RunningDatacenter, vm: str) -> str:
+    """``vm`` if the datacenter has a VM of that name; else one line listing its VMs."""
+    known = [v.name for v in running.topology.vms]
+    if vm not in known:
+        raise HostNotFound(f"no VM {vm!r} in datacenter {running.name!r} (VMs: {', '.join(known[:8])}"
+                           f"{', ...' if len(known) > 8 else ''})")
+    return vm
+
+
 def cmd_up(args) -> int:
     _need_root()
     topo = load(args.topology)
-    if args.name:
+    if args.name is not None:
         from dataclasses import replace
         topo = replace(topo, name=args.name)
         from netsim.topology.validate import validate
@@ -67,18 +78,26 @@ def cmd_down(args) -> int:
     _need_root()
     name = _dc_name(args)
     started = time.monotonic()
-    removed = dcapi.RunningDatacenter.attach(name).down()
-    print(f"datacenter {name} is down: {removed} namespaces removed in {time.monotonic() - started:.2f} s")
+    removal = dcapi.down(name)  # from the journal and names: works with a corrupt or missing state
+    print(f"datacenter {name} is down: {removal.namespaces} namespaces removed in {time.monotonic() - started:.2f} s")
+    _print_kept(name, removal)
     return 0
+
+
+def _print_kept(name: str, removal: dcapi.Removal) -> None:
+    if removal.kept:
+        print(f"datacenter {name}: its state was corrupt ({removal.corruption.split(' (')[0]}); "
+              f"kept aside in {removal.kept}")
 
 
 def cmd_cleanup(args) -> int:
     _need_root()
-    removed = dcapi.cleanup(args.name)
+    removed = dcapi.cleanup_report(args.name)
     if not removed:
         print("nothing to clean up")
-    for dc, n in removed.items():
-        print(f"datacenter {dc}: {n} namespaces removed")
+    for dc, removal in removed.items():
+        print(f"datacenter {dc}: {removal.namespaces} namespaces removed")
+        _print_kept(dc, removal)
     return 0
 
 
@@ -107,8 +126,10 @@ def cmd_capture(args) -> int:
     running = dcapi.RunningDatacenter.attach(_dc_name(args))
     from netsim.capture import capture
     path = args.output or f"{running.name}-{args.node}.pcap"
-    print(f"capturing on br0 of node {args.node} for {args.duration:g} s ...", file=sys.stderr)
-    count = capture(running.namespace(f"node:{args.node}"), path, args.duration)
+    ns = running.namespace(f"node:{args.node}")
+    # Announced once the file is open: a bad -o is then one line, not two.
+    count = capture(ns, path, args.duration, started=lambda: print(
+        f"capturing on br0 of node {args.node} for {args.duration:g} s ...", file=sys.stderr, flush=True))
     print(f"{count} frames written to {path}")
     return 0
 
@@ -116,7 +137,7 @@ def cmd_capture(args) -> int:
 def cmd_link(args) -> int:
     _need_root()
     running = dcapi.RunningDatacenter.attach(_dc_name(args))
-    running.set_link(args.vm, args.state == "up")
+    running.set_link(_known_vm(running, args.vm), args.state == "up")
     print(f"{args.vm}: link {args.state}")
     return 0
 
@@ -194,7 +215,8 @@ def cmd_event_cancel(args) -> int:
 
 def cmd_events(args) -> int:
     _need_root()
-    answer = dcapi.RunningDatacenter.attach(_dc_name(args)).request("events")
+    # Straight to the daemon: the events live in its repository, not in datacenter.json.
+    answer = control.request(_dc_name(args), "events")
     if args.json:
         print(json.dumps(answer["events"], indent=2))
     else:
@@ -249,6 +271,9 @@ def cmd_daemon(args) -> int:
     running = dcapi.RunningDatacenter.attach(_dc_name(args))
     if args.action == "restart":
         running.stop_daemon()
+    if args.reset_events:
+        aside = running.reset_events()
+        print(f"event repository {'kept aside as ' + aside if aside else 'absent'}; starting with no events")
     pid = running.start_daemon()
     print(f"daemon of {running.name} running as PID {pid}")
     return 0
@@ -256,21 +281,21 @@ def cmd_daemon(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``netsim`` command."""
-    p = argparse.ArgumentParser(prog="netsim", description="Emulate a cloud datacenter's hosts and their "
-                                "In-VM Metadata Service with real Linux network namespaces.")
+    p = Parser(prog="netsim", description="Emulate a cloud datacenter's hosts and their "
+                "In-VM Metadata Service with real Linux network namespaces.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def named(sp):
-        sp.add_argument("--name", help="datacenter name (default: the only one that is up)")
+        sp.add_argument("--name", type=dc_name_arg, help="datacenter name (default: the only one that is up)")
         return sp
 
     sp = sub.add_parser("up", help="build a datacenter")
     sp.add_argument("topology", nargs="?", help="topology TOML file (default: the embedded 2-node default)")
-    sp.add_argument("--name", help="override the datacenter name from the topology")
+    sp.add_argument("--name", type=dc_name_arg, help="override the datacenter name from the topology")
     sp.set_defaults(func=cmd_up)
     named(sub.add_parser("down", help="tear a datacenter down")).set_defaults(func=cmd_down)
     sp = sub.add_parser("cleanup", help="remove everything with netsim's prefix, even without state")
-    sp.add_argument("--name", help="only this datacenter")
+    sp.add_argument("--name", type=dc_name_arg, help="only this datacenter")
     sp.set_defaults(func=cmd_cleanup)
     sp = named(sub.add_parser("status", help="show nodes, VMs and addresses"))
     sp.add_argument("--json", action="store_true")
@@ -283,33 +308,39 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--no-metadata", dest="metadata", action="store_false",
                     help="skip the TCP probe of each VM's 169.254.169.254:80")
-    sp.add_argument("--timeout", type=float, default=1.0)
+    sp.add_argument("--timeout", type=number_arg(bounds.PROBE_TIMEOUT_S, "--timeout"), default=1.0,
+                    help="seconds per probe (default 1)")
     sp.set_defaults(func=cmd_reach)
     sp = sub.add_parser("demo", help="a maintenance walk under load, with and without drain agents")
     sp.add_argument("topology", nargs="?", help="topology TOML file (default: the embedded default)")
-    sp.add_argument("--name", help="datacenter name (default: demo)")
-    sp.add_argument("--notice", type=float, default=8.0, help="seconds of notice per update domain (default 8)")
-    sp.add_argument("--downtime", type=float, default=10.0, help="seconds each VM stays down (default 10)")
-    sp.add_argument("--rate", type=float, default=300.0, help="client requests per second (default 300)")
+    sp.add_argument("--name", type=dc_name_arg, help="datacenter name (default: demo)")
+    sp.add_argument("--notice", type=number_arg(bounds.DEMO_PHASE_S, "--notice"), default=8.0,
+                    help="seconds of notice per update domain (default 8)")
+    sp.add_argument("--downtime", type=number_arg(bounds.DEMO_PHASE_S, "--downtime"), default=10.0,
+                    help="seconds each VM stays down (default 10)")
+    sp.add_argument("--rate", type=number_arg(bounds.DEMO_RATE, "--rate"), default=300.0,
+                    help="client requests per second (default 300)")
     sp.add_argument("-o", "--output", default="netsim-demo.svg", help="the timeline picture (SVG)")
     sp.set_defaults(func=cmd_demo)
     sp = named(sub.add_parser("capture", help="write a node bridge's frames to a pcap file"))
     sp.add_argument("node")
     sp.add_argument("-o", "--output", help="pcap file (default: DC-NODE.pcap)")
-    sp.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    sp.add_argument("--duration", type=number_arg(bounds.CAPTURE_S, "--duration"), default=10.0,
+                    help="seconds (default 10)")
     sp.set_defaults(func=cmd_capture)
     sp = named(sub.add_parser("link", help="take a VM's link down or up (it claims its address again)"))
     sp.add_argument("vm")
     sp.add_argument("state", choices=["up", "down"])
     sp.set_defaults(func=cmd_link)
     sp = named(sub.add_parser("event", help="scheduled events: add one, approve one"))
-    evsub = sp.add_subparsers(dest="event_command", required=True)
+    evsub = sp.add_subparsers(dest="event_command", required=True, metavar="{add,approve,cancel}")
     ea = named(evsub.add_parser("add", help="file a one-off event for a VM"))
     ea.add_argument("vm")
     ea.add_argument("--type", default="Reboot", choices=["Freeze", "Reboot", "Redeploy", "Preempt", "Terminate"])
-    ea.add_argument("--in", dest="in_", type=float, default=None, metavar="SECONDS",
+    ea.add_argument("--in", dest="in_", type=number_arg(bounds.NOTICE_S, "--in"), default=None, metavar="SECONDS",
                     help="NotBefore is this many seconds from now (default: Azure's minimum notice for the type)")
-    ea.add_argument("--duration", type=int, default=-1, metavar="SECONDS", help="DurationInSeconds (-1: unknown)")
+    ea.add_argument("--duration", type=number_arg(bounds.DURATION_S, "--duration"), default=-1, metavar="SECONDS",
+                    help="DurationInSeconds (default -1: the type's default)")
     ea.add_argument("--description", default="")
     ea.set_defaults(func=cmd_event_add)
     ep = named(evsub.add_parser("approve", help="approve (start) an event, as a VM's StartRequests would"))
@@ -322,11 +353,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_events)
     sp = named(sub.add_parser("maintenance", help="planned maintenance: walk an availability set's update domains"))
-    msub = sp.add_subparsers(dest="maintenance_command", required=True)
+    msub = sp.add_subparsers(dest="maintenance_command", required=True, metavar="{start,status}")
     ms = named(msub.add_parser("start", help="start a walk, one update domain at a time"))
     ms.add_argument("avset")
-    ms.add_argument("--notice", type=float, default=900.0, help="seconds of notice per update domain (default 900)")
-    ms.add_argument("--downtime", type=float, default=60.0, help="seconds each VM stays down (default 60)")
+    ms.add_argument("--notice", type=number_arg(bounds.NOTICE_S, "--notice"), default=900.0,
+                    help="seconds of notice per update domain (default 900)")
+    ms.add_argument("--downtime", type=number_arg(bounds.DOWNTIME_S, "--downtime"), default=60.0,
+                    help="seconds each VM stays down (default 60)")
     ms.set_defaults(func=cmd_maintenance_start)
     mt = named(msub.add_parser("status", help="the walks and where they are"))
     mt.add_argument("--json", action="store_true")
@@ -336,13 +369,22 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("node")
     sp.set_defaults(func=cmd_node)
     sp = named(sub.add_parser("watch", help="a live timeline of nodes, VMs and events"))
-    sp.add_argument("--interval", type=float, default=1.0)
-    sp.add_argument("--count", type=int, default=0, help="stop after this many frames (default: until Ctrl-C)")
+    sp.add_argument("--interval", type=number_arg(bounds.WATCH_INTERVAL_S, "--interval"), default=1.0,
+                    help="seconds between frames (default 1)")
+    sp.add_argument("--count", type=number_arg(bounds.FRAME_COUNT, "--count"), default=0,
+                    help="stop after this many frames (default: until Ctrl-C)")
     sp.set_defaults(func=cmd_watch)
     sp = named(sub.add_parser("daemon", help="start the datacenter's daemon again (after a crash or kill)"))
     sp.add_argument("action", choices=["start", "restart"])
+    sp.add_argument("--reset-events", action="store_true",
+                    help="set a corrupt event repository aside (events.db.corrupt-TIME) and start with no events")
     sp.set_defaults(func=cmd_daemon)
     return p
+
+
+def command_names() -> list[str]:
+    """Every runnable subcommand, e.g. ``["up", ..., "event add", ...]`` (a test covers each)."""
+    return subcommands(parser())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,8 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NetsimError as exc:
-        print(f"netsim: error: {exc}", file=sys.stderr)
+        # One line, whatever the message holds (a daemon's answer, a file's contents).
+        print(f"netsim: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except TimeoutError:
+        print("netsim: error: the datacenter's daemon did not answer in time; it may be overloaded: "
+              "try again, or see daemon.log in its state folder", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("netsim: interrupted", file=sys.stderr)
         return 130

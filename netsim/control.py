@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 from netsim.errors import NetsimError, StateError
@@ -26,18 +27,32 @@ def request(dc_name: str, command: str, timeout: float = 10.0, **args) -> dict:
         except (FileNotFoundError, ConnectionRefusedError):
             raise StateError(f"the daemon of datacenter {dc_name!r} is not running "
                              f"(no {path}); is the datacenter up?") from None
-        sock.sendall(json.dumps({"command": command, **args}).encode() + b"\n")
+        except TimeoutError:
+            raise StateError(f"the daemon of datacenter {dc_name!r} did not accept a connection within "
+                             f"{timeout:g} s; see daemon.log in {os.path.dirname(path)}") from None
         data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
+        try:
+            sock.sendall(json.dumps({"command": command, **args}).encode() + b"\n")
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                data += chunk
+        except TimeoutError:
+            raise StateError(f"the daemon of datacenter {dc_name!r} did not answer {command!r} within "
+                             f"{timeout:g} s; see daemon.log in {os.path.dirname(path)}") from None
+        except OSError as exc:
+            raise StateError(f"the connection to the daemon of datacenter {dc_name!r} failed: {exc.strerror or exc}; "
+                             "is the datacenter up?") from None
     finally:
         sock.close()
     if not data:
         raise StateError(f"the daemon of datacenter {dc_name!r} closed the connection without answering")
-    answer = json.loads(data)
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise StateError(f"the daemon of datacenter {dc_name!r} answered something that is not JSON: "
+                         f"{data[:80]!r}") from None
     if not answer.get("ok"):
         raise ControlError(answer.get("error", "the daemon refused the request"))
     return answer

@@ -14,8 +14,10 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from netsim import names
+from netsim import bounds, names
 from netsim.effects import Effects
 from netsim.maintenance import ApplyEffect, Heal, Planner, Repository, walk_members
 from netsim.maintenance.actions import REPOSITORY_ACTIONS
@@ -72,6 +74,30 @@ class Controller:
         self.errors: list[str] = []
         self._saved_deadline: float | None = -1.0
 
+    # -- checking control inputs (they come from a socket: anything may arrive) ----------
+
+    def known(self, kind: str, name: object) -> str:
+        """``name`` if the topology has a ``kind`` (vm, node, availability set) of that name;
+        else :class:`~netsim.bounds.InvalidValue` listing the names it has."""
+        choices = {"vm": [v.name for v in self.dc.vms], "node": [n.name for n in self.dc.nodes],
+                   "availability set": [a.name for a in self.dc.availability_sets]}[kind]
+        if not isinstance(name, str) or name not in choices:
+            shown = ", ".join(choices[:8]) + (", ..." if len(choices) > 8 else "")
+            raise bounds.InvalidValue(f"no {kind} {name!r} in datacenter {self.dc.name!r} ({kind}s: {shown})")
+        return name
+
+    @contextmanager
+    def input_guard(self) -> Iterator[None]:
+        """Feed one control input: if it is refused (by the planner, or by the repository
+        while its actions are stored), the planner is put back as it was before, so that
+        the planner never holds what SQLite lacks (the repository rolled back already)."""
+        before = self.planner.to_dict()
+        try:
+            yield
+        except BaseException:
+            self.planner = Planner.from_dict(before, random.Random())
+            raise
+
     def view(self, node: str):
         """The event view the node's metadata server reads (straight from the repository)."""
         return self.repo.view(node)
@@ -85,44 +111,65 @@ class Controller:
 
     def approve(self, event_id: str) -> bool:
         """Approve an event as a VM would (``netsim event approve``)."""
-        ok = self.planner.approve(event_id, time.time())
-        self.drain()
+        if not isinstance(event_id, str):
+            raise bounds.InvalidValue(f"an event id is a string (see netsim events), not {event_id!r}")
+        with self.input_guard():
+            ok = self.planner.approve(event_id, time.time())
+            self.drain()
         return ok
 
     def add_event(self, vm: str, event_type: str, notice_s: float | None, duration_s: float | None,
                   description: str | None = None, source: str = "Platform") -> str:
-        """File a one-off event for a VM; Azure's minimum notice unless ``notice_s`` is given."""
-        v = self.dc.vm(vm)
+        """File a one-off event for a VM; Azure's minimum notice unless ``notice_s`` is given.
+
+        ``notice_s`` is 0 to 7 days, ``duration_s`` -1 (unknown) or 0 to 7 days
+        (:mod:`netsim.bounds`); anything else is refused before the planner changes."""
+        v = self.dc.vm(self.known("vm", vm))
+        if notice_s is not None:
+            notice_s = bounds.check(notice_s, bounds.NOTICE_S, "the notice (--in)")
+        if duration_s is not None:
+            duration_s = bounds.check(duration_s, bounds.DURATION_S, "the duration (--duration)")
+        for what, text in (("type", event_type), ("source", source), ("description", description or "")):
+            if not isinstance(text, str) or len(text) > 1000:
+                raise bounds.InvalidValue(f"the event {what} must be a string of at most 1000 characters")
         node = self.planner.node_of(vm) or v.node
-        event_id = self.planner.add_event(vm, node, v.availability_set or "", event_type, time.time(),
-                                          notice_s=notice_s, duration_s=duration_s, description=description,
-                                          source=source)
-        self.drain()
+        with self.input_guard():
+            event_id = self.planner.add_event(vm, node, v.availability_set or "", event_type, time.time(),
+                                              notice_s=notice_s, duration_s=duration_s, description=description,
+                                              source=source)
+            self.drain()
         return event_id
 
     def cancel_event(self, event_id: str) -> None:
         """Cancel a Scheduled event: it disappears, as Azure's rare cancellations do."""
-        self.planner.cancel_event(event_id, time.time())
-        self.drain()
+        if not isinstance(event_id, str):
+            raise bounds.InvalidValue(f"an event id is a string (see netsim events), not {event_id!r}")
+        with self.input_guard():
+            self.planner.cancel_event(event_id, time.time())
+            self.drain()
 
     def start_walk(self, avset: str, notice_s: float, downtime_s: float) -> str:
-        """Start planned maintenance of an availability set, one update domain at a time."""
-        self.dc.availability_set(avset)
+        """Start planned maintenance of an availability set, one update domain at a time;
+        ``notice_s`` and ``downtime_s`` are 0 to 7 days (:mod:`netsim.bounds`)."""
+        self.known("availability set", avset)
+        notice_s = bounds.check(notice_s, bounds.NOTICE_S, "the notice (--notice)")
+        downtime_s = bounds.check(downtime_s, bounds.DOWNTIME_S, "the downtime (--downtime)")
         members = [m for m in walk_members(self.dc, avset) if m[0] in self.effects.placement]
-        walk_id = self.planner.start_walk(avset, members, notice_s, downtime_s, time.time())
-        self.drain()
+        with self.input_guard():
+            walk_id = self.planner.start_walk(avset, members, notice_s, downtime_s, time.time())
+            self.drain()
         return walk_id
 
     def node_fail(self, node: str) -> None:
         """Cut a node for real: its uplink and bridge go down and its host agent falls silent."""
-        self.dc.node(node)
+        self.known("node", node)
         self._node_links(node, up=False)
         self.failed.add(node)
         self.wake.set()
 
     def node_recover(self, node: str) -> None:
         """Bring a failed node back; its host agent heartbeats again."""
-        self.dc.node(node)
+        self.known("node", node)
         self._node_links(node, up=True)
         self.effects.node_recovered(node)
         self.failed.discard(node)

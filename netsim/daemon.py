@@ -14,16 +14,19 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 
 from netsim import names
 from netsim.control import SOCKET_NAME
 from netsim.controller import Controller, placement_from_kernel
-from netsim.datacenter import RunningDatacenter
+from netsim.datacenter import DAEMON_ERROR_PREFIX, RunningDatacenter
 from netsim.effects import Effects
 from netsim.errors import NetsimError
 from netsim.identity import NeighbourResolver
 from netsim.maintenance.actions import event_to_dict
+from netsim.maintenance.errors import RepositoryError
+from netsim.maintenance.repository import Repository
 from netsim.services import Services
 from netsim.state import StateDir
 from server.driver import MetadataServer, ServerConfig
@@ -37,6 +40,7 @@ class Daemon:
     def __init__(self, dc_name: str) -> None:
         self.state = StateDir(dc_name)
         self.dc = self.state.read_datacenter()
+        check_repository(self.state.file("events.db"), dc_name)
         self.running = RunningDatacenter(self.dc, self.state)
         self.placement = placement_from_kernel(self.dc)
         self.server = MetadataServer(ServerConfig())
@@ -104,14 +108,18 @@ class Daemon:
 
     async def serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await reader.readline()
             try:
-                req = json.loads(line)
+                # One line of at most the reader's limit (64 KiB): a longer one is refused.
+                req = json.loads(await reader.readline())
                 answer = {"ok": True, **self.handle(req)}
             except KeyError as exc:
                 answer = {"ok": False, "error": f"unknown name {exc}"}
-            except (NetsimError, ValueError, TypeError) as exc:
+            except (NetsimError, ValueError, TypeError, RecursionError) as exc:
                 answer = {"ok": False, "error": str(exc)}
+            except sqlite3.Error as exc:
+                log.exception("control request failed in the event repository")
+                answer = {"ok": False, "error": f"the event repository failed ({exc}); see daemon.log, and "
+                                                f"'netsim daemon restart --reset-events' if it is corrupt"}
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
         finally:
@@ -121,6 +129,8 @@ class Daemon:
         """Answer one control request."""
         c = self.controller
         assert c is not None
+        if not isinstance(req, dict):
+            raise ValueError('a control request is one JSON object per line: {"command": ..., ...}')
         command = req.get("command")
         if command == "ping":
             return {"pid": os.getpid(), "nodes": self.server.nodes}
@@ -129,14 +139,17 @@ class Daemon:
         if command == "link":
             if self.linklocal is None:
                 raise ValueError("link-local claiming is off (linklocal = \"static\")")
-            self.linklocal.link_event(req["vm"], bool(req["up"]))
+            if not isinstance(req.get("up"), bool):
+                raise ValueError(f"link: 'up' must be true or false, not {req.get('up')!r}")
+            self.linklocal.link_event(c.known("vm", req.get("vm")), req["up"])
             return {}
         if command == "event_add":
             notice = req.get("in")
             duration = req.get("duration")
-            event_id = c.add_event(req["vm"], req.get("type", "Reboot"),
-                                   None if notice is None else float(notice),
-                                   None if duration is None or duration < 0 else float(duration),
+            # The controller checks every value (netsim.bounds): no float() here, which
+            # would turn the strings "nan" and "inf" into numbers. -1 asks for the default.
+            event_id = c.add_event(req.get("vm"), req.get("type", "Reboot"), notice,
+                                   None if duration is None or (type(duration) is int and duration == -1) else duration,
                                    req.get("description") or None, req.get("source", "Platform"))
             return {"event": event_to_dict(c.planner.event(event_id))}
         if command == "events":
@@ -151,7 +164,7 @@ class Daemon:
             c.cancel_event(req["id"])
             return {}
         if command == "walk_start":
-            walk_id = c.start_walk(req["avset"], float(req.get("notice", 900)), float(req.get("downtime", 60)))
+            walk_id = c.start_walk(req.get("avset"), req.get("notice", 900.0), req.get("downtime", 60.0))
             return {"walk": c.planner.walk_status(walk_id).to_dict()}
         if command == "snapshot":
             snap = c.snapshot()
@@ -166,14 +179,38 @@ class Daemon:
         raise ValueError(f"unknown command {command!r}")
 
 
+def check_repository(path: str, dc_name: str) -> None:
+    """Open the event repository once before anything starts, so that a corrupt file
+    stops the daemon with one line that says how to start again."""
+    fix = (f"to start again with no events, keeping the old file aside, run "
+           f"'netsim daemon start --reset-events --name {dc_name}'")
+    try:
+        with Repository(path) as repo:
+            # What the controller reads at start: a page that SQLite's check passes can
+            # still hold a torn JSON document (a file truncated by hand or by a full disk).
+            repo.load_planner()
+            repo.all_events()
+            repo.begun_effects()
+    except RepositoryError as exc:
+        raise RepositoryError(f"{exc}; {fix}") from None
+    except (ValueError, TypeError, KeyError, sqlite3.Error) as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+        raise RepositoryError(f"the event repository {path} is corrupt ({reason}); {fix}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m netsim.daemon --name DC``."""
+    """Entry point of ``python -m netsim.daemon --name DC``; an error that stops it is one
+    line of its log (the CLI shows that line)."""
     ap = argparse.ArgumentParser(prog="netsim-daemon")
     ap.add_argument("--name", required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
-    asyncio.run(Daemon(args.name).run())
+    try:
+        asyncio.run(Daemon(args.name).run())
+    except NetsimError as exc:
+        print(f"{DAEMON_ERROR_PREFIX}{exc}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 

@@ -1,7 +1,14 @@
-"""The Python API of a running datacenter: up, attach, status, exec, down, cleanup."""
+"""The Python API of a running datacenter: up, attach, status, exec, down, cleanup.
+
+Teardown (:func:`remove_datacenter`, behind ``down`` and ``cleanup``) needs neither
+``datacenter.json`` nor the state folder: processes come from the journal, its copy in
+the run folder and the daemon's command line (each checked against its start time),
+namespaces from the datacenter's prefix.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,37 +20,13 @@ from netsim import control, hostexec, names, netns
 from netsim.builder import Progress, build
 from netsim.errors import NetsimError, StateError
 from netsim.rtnl import Rtnl
-from netsim.state import StateDir, known_datacenters
-from netsim.teardown import end_processes, remove_namespaces
+from netsim.state import RunDir, StateDir, known_datacenters, known_run_datacenters
+from netsim.teardown import alive, end_recorded, netsim_daemons, remove_namespaces, signal_process, start_time
 from netsim.topology import addressing
 from netsim.topology.model import Datacenter
 
-
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat): with the PID, it
-    identifies a process even after PIDs wrap around."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone)."""
-    state = None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    if state == "Z":
-        try:
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-        except ChildProcessError:
-            pass
-        return False
-    return True
+DAEMON_ERROR_PREFIX = "netsim-daemon: error: "
+"""How the daemon's log starts the one line that says why it could not start."""
 
 
 class RunningDatacenter:
@@ -83,8 +66,10 @@ class RunningDatacenter:
 
     def record_process(self, pid: int, what: str) -> None:
         """Journal a process this datacenter started, so that ``down`` ends it by PID."""
-        self.state.journal("pid", pid, _start_time(pid), what)
+        started = start_time(pid)
+        self.state.journal("pid", pid, started, what)
         self.state.close_journal()
+        RunDir(self.name).record_process(pid, started, what)
 
     def routable_address(self, vm: str) -> str:
         """The routable (198.18/15) address of a VM."""
@@ -148,6 +133,7 @@ class RunningDatacenter:
         if self.daemon_pids():
             raise StateError(f"the daemon of {self.name!r} is already running (PID {self.daemon_pids()[0]})")
         log = open(self.state.file("daemon.log"), "ab")
+        log_start = log.tell()
         try:
             proc = subprocess.Popen([sys.executable, "-m", "netsim.daemon", "--name", self.name],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -162,23 +148,65 @@ class RunningDatacenter:
                 return proc.pid
             except StateError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = open(self.state.file("daemon.log"), errors="replace").read()[-600:]
-                    raise StateError(f"the daemon of {self.name!r} did not start; its log ends:\n{tail}") from None
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                    raise StateError(self._start_failure(log_start, proc.returncode)) from None
                 time.sleep(0.05)
+
+    def _start_failure(self, log_start: int, status: int | None) -> str:
+        """One line saying why the daemon did not start: its own error line, or the last
+        line of its log (a traceback stays in the log, not on the user's terminal)."""
+        path = self.state.file("daemon.log")
+        try:
+            with open(path, "rb") as f:
+                f.seek(log_start)
+                lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            if DAEMON_ERROR_PREFIX in line:
+                return line.split(DAEMON_ERROR_PREFIX, 1)[1]
+        last = lines[-1][:200] if lines else "(nothing)"
+        how = "did not answer in time" if status is None else f"exited with status {status}"
+        return f"the daemon of {self.name!r} {how}; the last line of {path} is: {last}"
+
+    def daemon_processes(self) -> list[tuple[int, str]]:
+        """``(pid, start time)`` of this datacenter's running daemons: recorded in the
+        journal or the run folder, or recognised by their command line."""
+        recorded = [(pid, started) for pid, started, what in
+                    self.state.pid_records() + RunDir(self.name).pid_records() if what == "daemon"]
+        found = [p for p in recorded if alive(*p)] + netsim_daemons(self.name).get(self.name, [])
+        return list(dict.fromkeys(found))
 
     def daemon_pids(self) -> list[int]:
         """PIDs of this datacenter's daemon processes that are still running."""
-        return [int(r[1]) for r in self.state.read_journal()
-                if r[0] == "pid" and r[-1] == "daemon" and _start_time(int(r[1])) == r[2] and _alive(int(r[1]))]
+        return [pid for pid, _ in self.daemon_processes()]
 
     def stop_daemon(self, sig: int = signal.SIGTERM) -> None:
         """End the daemon (SIGTERM: cleanly; SIGKILL: as a crash would) and wait for it."""
-        pids = self.daemon_pids()
-        for pid in pids:
-            os.kill(pid, sig)
+        procs = self.daemon_processes()
+        for pid, started in procs:
+            signal_process(pid, started, sig)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        while time.monotonic() < deadline and any(alive(*p) for p in procs):
             time.sleep(0.02)
+
+    def reset_events(self) -> str | None:
+        """Set the event repository aside (``events.db.corrupt-TIME``, with its WAL) so that
+        the next daemon starts with no events; returns where it went (None: there was none).
+        The daemon must be stopped."""
+        if self.daemon_pids():
+            raise StateError(f"the daemon of {self.name!r} is running: use 'netsim daemon restart --reset-events "
+                             f"--name {self.name}'")
+        path = self.state.file("events.db")
+        if not os.path.exists(path):
+            return None
+        aside = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+        for suffix in ("", "-wal", "-shm"):  # the WAL holds committed pages: it goes with the file
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, aside + suffix)
+        return aside
 
     def request(self, command: str, **args) -> dict:
         """Send a command to the datacenter's daemon (see :mod:`netsim.daemon`)."""
@@ -216,22 +244,7 @@ class RunningDatacenter:
 
     def down(self) -> int:
         """End the datacenter's processes, remove its namespaces and its state; idempotent."""
-        with self.state.locked():
-            journal = self.state.read_journal()
-            pids = [int(r[1]) for r in journal if r[0] == "pid" and _start_time(int(r[1])) == r[2]]
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-                time.sleep(0.02)
-            end_processes(pids, timeout=5.0)
-            recorded = [r[1] for r in journal if r[0] == "ns"]
-            removed = remove_namespaces(recorded + netns.list_names(names.dc_prefix(self.name)))
-            self.state.remove()
-        return removed
+        return remove_datacenter(self.name).namespaces
 
 
 DAEMON_START_TIMEOUT = 20.0
@@ -256,22 +269,59 @@ def up(topology: Datacenter, progress: Progress | None = None, *, daemon: bool =
     return running
 
 
+@dataclasses.dataclass(frozen=True)
+class Removal:
+    """What :func:`remove_datacenter` did."""
+
+    namespaces: int
+    """Namespaces removed."""
+    processes: int
+    """Recorded processes (daemon, services, helpers) ended; those inside the namespaces
+    are ended with them and not counted."""
+    kept: str | None = None
+    """Where a corrupt state folder was set aside, if it was."""
+    corruption: str | None = None
+    """Why the state folder was set aside."""
+
+
+def remove_datacenter(name: str) -> Removal:
+    """Remove datacenter ``name`` from what netsim journals and names, whatever is left of
+    its state: end its recorded processes and its daemon, remove its namespaces and its
+    state and run folders (a corrupt state folder is set aside instead), release the
+    host settings. Idempotent."""
+    state, run = StateDir(name), RunDir(name)
+    with state.locked():
+        procs = [(pid, started) for pid, started, _ in state.pid_records() + run.pid_records()]
+        procs += netsim_daemons(name).get(name, [])
+        ended = end_recorded(procs)
+        removed = remove_namespaces(state.namespace_records() + netns.list_names(names.dc_prefix(name)))
+        corruption = state.corruption()
+        kept = state.set_aside() if corruption else None
+        if not kept:
+            state.remove()
+        run.remove()
+    return Removal(removed, ended, kept, corruption)
+
+
+def down(name: str) -> Removal:
+    """``netsim down``: remove datacenter ``name``; StateError if nothing of it exists."""
+    if not (StateDir(name).exists() or os.path.exists(StateDir(name).path) or RunDir(name).exists()
+            or netns.list_names(names.dc_prefix(name)) or netsim_daemons(name)):
+        StateDir(name).read_datacenter()  # raises the "no datacenter is up" error
+    return remove_datacenter(name)
+
+
+def cleanup_report(name: str | None = None) -> dict[str, Removal]:
+    """Remove whatever netsim made for datacenter ``name`` (or for all), even with no
+    state left (after kill -9): what :func:`remove_datacenter` did, per datacenter."""
+    dcs = ({names.dc_of_namespace(n) for n in netns.list_names(names.PREFIX)} | set(known_datacenters())
+           | set(known_run_datacenters()) | set(netsim_daemons(name)))
+    if name is not None:
+        dcs &= {name}
+    return {dc: remove_datacenter(dc) for dc in sorted(d for d in dcs if d and names.dc_name_problem(d) is None)}
+
+
 def cleanup(name: str | None = None) -> dict[str, int]:
     """Remove whatever carries netsim's prefix (of datacenter ``name``, or of all), even
     with no state left (after kill -9). Returns the namespaces removed per datacenter."""
-    dcs = {names.dc_of_namespace(n) for n in netns.list_names(names.PREFIX)} | set(known_datacenters())
-    if name is not None:
-        dcs &= {name}
-    removed = {}
-    for dc in sorted(d for d in dcs if d):
-        state = StateDir(dc)
-        try:
-            if state.exists():
-                removed[dc] = RunningDatacenter(state.read_datacenter(), state).down()
-                continue
-        except StateError:
-            pass
-        with state.locked():
-            removed[dc] = remove_namespaces(netns.list_names(names.dc_prefix(dc)))
-            state.remove()
-    return removed
+    return {dc: r.namespaces for dc, r in cleanup_report(name).items()}

@@ -186,10 +186,14 @@ class Effects:
                 self._home_routes(vm, add=True)
 
     def _port_security(self, vm: str, node: str, add: bool) -> None:
+        """Tell ``node``'s port security the VM's port, MAC and fixed addresses (the routable
+        one, and the static link-local one when there are no claims) arrive or leave."""
         port, mac = names.vm_port(vm), addressing.vm_mac(self.dc.name, self.dc.vm(vm).index)
         verb = "add" if add else "delete"
         commands = f'{verb} element bridge netsim_portsec port_mac {{ "{port}" . {mac} }}\n'
         commands += nft.claim_commands(port, addressing.routable_of(self.dc, vm), add)
+        if self.dc.linklocal == "static":
+            commands += nft.claim_commands(port, addressing.static_link_local(self.dc.vm(vm).index), add)
         try:
             nft.run(self._node_ns(node), commands)
         except nft.NftError as exc:
@@ -197,10 +201,29 @@ class Effects:
                 raise
             log.info("port security of %s already forgot %s: %s", node, vm, exc)
 
+    def _plug(self, vm: str, node: str, *, up: bool | None) -> None:
+        """Make the VM's port (already in ``node``'s namespace) a pinned port of its bridge:
+        enslaved while down, learning off and the VM's MAC static on it
+        (:meth:`~netsim.rtnl.Rtnl.pin_port`), all in one batch before it may come up, so
+        that identity lookups (the FDB port of the VM's MAC) name this port and no frame
+        is ever learned from it. Idempotent."""
+        index, mac = self._port_index(vm), addressing.vm_mac(self.dc.name, self.dc.vm(vm).index)
+        with Rtnl.in_namespace(self._node_ns(node)) as sock:
+            sock.set_link(index, master=names.NIC_INDEX, what=f"plugging {vm} into br0 of {node}")
+            sock.pin_port(index, mac)
+            if up is not None:
+                sock.set_link(index, up=up, what=f"setting the port of {vm} {'up' if up else 'down'}")
+            sock.flush()
+
     def move(self, vm: str, to_node: str) -> None:
         """Move the VM's port to ``to_node``'s bridge (Redeploy, service healing)."""
         src = self.placement[vm]
         if src == to_node:
+            # Already there, perhaps because a daemon killed in the middle of this step
+            # found the port in the new node: finish plugging it (each part is idempotent).
+            self._plug(vm, to_node, up=None)
+            self._port_security(vm, to_node, add=True)
+            self._routes(vm, to_node, add=True)
             return
         if self.claims is not None:
             self.claims.link_event(vm, False)  # releases the address and its owner entry on src
@@ -214,11 +237,11 @@ class Effects:
                 sock.flush()
         finally:
             os.close(dst_fd)
-        with Rtnl.in_namespace(self._node_ns(to_node)) as sock:
-            sock.set_link(index, up=True, master=names.NIC_INDEX, what=f"plugging {vm} into br0 of {to_node}")
-            sock.flush()
-        self.placement[vm] = to_node
+        # Port security first: a port that came up before its MAC is known would drop the
+        # VM's first frames as spoofed.
         self._port_security(vm, to_node, add=True)
+        self._plug(vm, to_node, up=True)
+        self.placement[vm] = to_node
         self._routes(vm, to_node, add=True)
         if self.claims is not None:
             self.claims.link_event(vm, True)  # RFC 3927: claim again on the new link

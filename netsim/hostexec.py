@@ -7,9 +7,13 @@ import subprocess
 from collections.abc import Sequence
 
 from netsim import names
-from netsim.errors import HostNotFound
+from netsim.errors import HostNotFound, NetsimError
 from netsim.safety import preexec_into
 from netsim.topology.model import Datacenter
+
+
+class CommandFailed(NetsimError):
+    """A command cannot be started inside a host (not found, not executable)."""
 
 
 def host_namespace(dc: Datacenter, host: str) -> str:
@@ -56,4 +60,8 @@ def exec_in(ns_name: str, argv: Sequence[str]) -> None:
     """Replace the current (single-threaded) process with ``argv`` running inside ``ns_name``."""
     fd, enter = preexec_into(ns_name)
     enter()
-    os.execvp(argv[0], list(argv))
+    try:
+        os.execvp(argv[0], list(argv))
+    except OSError as exc:  # execvp returns only when it failed
+        raise CommandFailed(f"cannot run {argv[0]!r}: {exc.strerror}; give a program that exists "
+                            "inside the host (PATH is searched)") from None

@@ -1,9 +1,9 @@
 """Who is calling the metadata server, from where the request entered the node.
 
 The peer address of a connection is looked up in the node's neighbour table (its MAC),
-the MAC in the bridge's forwarding database (the port it was learned on), and the port
-must be that VM's port. Nothing in the request itself is trusted. The server resolves
-once per connection.
+the MAC in the bridge's forwarding database (the port netsim pinned it to: VM ports
+never learn, see :meth:`netsim.rtnl.Rtnl.pin_port`), and the port must be that VM's
+port. Nothing in the request itself is trusted. The server resolves once per connection.
 """
 
 from __future__ import annotations
@@ -72,15 +72,16 @@ class NeighbourResolver:
         self._by_ip.clear()
 
     def _lookup(self, peer_ip: str) -> str | None:
-        """The VM behind ``peer_ip``: the neighbour entry's MAC must belong to a VM and have
-        been learned on that VM's own port of the bridge. Two single-object netlink
+        """The VM behind ``peer_ip``: the neighbour entry's MAC must belong to a VM and be
+        pinned, statically, to that VM's own port of the bridge (a learned entry is what a
+        spoofed frame could have made, so it is not trusted). Two single-object netlink
         lookups, no table dumps: this runs on the server's event loop."""
         sock = self._rtnl()
         mac = sock.neighbour_mac(names.NIC_INDEX, peer_ip)
         vm = self._by_mac.get(mac or "")
         if vm is None:
             return None
-        port = sock.fdb_port(names.NIC_INDEX, mac)
+        port = sock.fdb_port(names.NIC_INDEX, mac, static_only=True)
         return vm if port == names.PORT_INDEX_BASE + self.dc.vm(vm).index else None
 
     def __call__(self, peer_ip: str) -> VmIdentity | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from netsim.bounds import InvalidValue
+
 PREFIX = "nsim-"
 IFNAMSIZ = 15  # usable characters of a Linux interface name
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -38,6 +40,31 @@ def check_name(value: str, what: str, limit: int) -> str | None:
     if len(value) > limit:
         return f"{what} name {value!r} is {len(value)} characters; the limit is {limit}"
     return None
+
+
+DC_NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
+"""A datacenter name: no '-', so that ``nsim-<dc>-`` never prefixes another datacenter's
+namespaces (``a`` against ``a-b``) and :func:`dc_of_namespace` reads it back exactly; no
+'/', '.' or NUL, so that it is safe to join into a state path."""
+
+
+def dc_name_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid datacenter name, or None: the one rule that the CLI's
+    ``--name``, the topology's ``[datacenter] name`` and every state folder obey."""
+    if not isinstance(value, str) or not DC_NAME_RE.match(value):
+        return (f"datacenter name {value!r} must be 1 to {MAX_DC_NAME} characters: a lowercase letter, "
+                "then lowercase letters or digits")
+    if len(value) > MAX_DC_NAME:
+        return f"datacenter name {value!r} is {len(value)} characters; the limit is {MAX_DC_NAME}"
+    return None
+
+
+def check_dc_name(value: object) -> str:
+    """``value`` if it is a valid datacenter name (:func:`dc_name_problem`); else raise
+    :class:`~netsim.bounds.InvalidValue`. Call it before building any path from a name."""
+    if (why := dc_name_problem(value)) is not None:
+        raise InvalidValue(why)
+    return value  # type: ignore[return-value]
 
 
 def dc_prefix(dc: str) -> str:

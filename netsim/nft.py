@@ -83,38 +83,66 @@ def port_security(ports: dict[str, tuple[str, list[str]]], metadata_address: str
     owns from the start). More owned addresses are added as VMs claim them
     (:func:`claim_commands`).
 
-    A VM port may only send frames, and ARP, from its own MAC; no VM may answer or announce
-    ARP for the metadata address; and no VM may announce an address another VM owns. Cloud
-    virtual switches enforce the same (ARCHITECTURE.md, "Port security"). An address
-    nobody owns yet stays free to probe and announce: that is how RFC 3927 claims one.
+    From a VM port only untagged IPv4 and ARP frames pass (no 802.1Q or 802.1ad tag, not
+    even VLAN 0 or a priority tag, which the kernel would process as plain ARP; no IPv6;
+    nothing else); frames and ARP only from the VM's own MAC; no ARP for the metadata
+    address; ARP and IPv4 only from addresses the VM owns, or from a link-local address
+    nobody owns yet: that is how RFC 3927 claims one, and it keeps a VM's first packets
+    after a claim from racing the update of ``owner``. Cloud virtual switches enforce the
+    same (ARCHITECTURE.md, "Trust boundary").
+
+    The rules sit in the bridge's prerouting hook, which runs before the bridge learns or
+    looks anything up; the ports do not learn at all (:meth:`netsim.rtnl.Rtnl.pin_port`).
     """
     macs = ", ".join(f'"{port}" . {mac}' for port, (mac, _) in ports.items())
     macs = f"elements = {{ {macs} }}" if macs else ""
     owned = [(ip, port) for port, (_, ips) in ports.items() for ip in ips]
     claimed = f"elements = {{ {', '.join(ip for ip, _ in owned)} }}" if owned else ""
     owners = f"elements = {{ {', '.join(f'{ip} . {chr(34)}{port}{chr(34)}' for ip, port in owned)} }}" if owned else ""
-    rules = "\n".join(f"        {r}" for r in (
-        'iifname "p-*" iifname . ether saddr != @port_mac counter drop comment "MAC spoofing"',
-        'iifname "p-*" iifname . arp saddr ether != @port_mac counter drop comment "ARP sender MAC spoofing"',
-        f'iifname "p-*" arp saddr ip {metadata_address} counter drop comment "ARP for the metadata address"',
-        'iifname "p-*" arp saddr ip @claimed arp saddr ip . iifname != @owner counter drop '
+    # The tag of a VLAN-tagged frame is taken off into skb metadata when the frame is
+    # received; nft's ``ether type`` puts it back, so a tagged frame reads 0x8100/0x88a8.
+    main = _indent(
+        'iifname != "p-*" accept comment "not a VM port"',
+        'ether type != { ip, arp } counter drop comment "only untagged IPv4 and ARP from a VM"',
+        'iifname . ether saddr != @port_mac counter drop comment "MAC spoofing"',
+        "ether type arp jump vm_arp",
+        f"ip saddr {metadata_address} counter drop comment \"IPv4 from the metadata address\"",
+        'ip saddr @claimed ip saddr . iifname != @owner counter drop '
+        'comment "IPv4 from an address owned by another VM"',
+        'ip saddr != 169.254.0.0/16 ip saddr . iifname != @owner counter drop '
+        'comment "IPv4 from an address the VM does not own"',
+    )
+    arp = _indent(
+        # The sender fields below are read at Ethernet/IPv4 offsets: anything else is no ARP we take.
+        'arp htype != 1 counter drop comment "ARP not for Ethernet"',
+        'arp ptype != ip counter drop comment "ARP not for IPv4"',
+        'arp hlen != 6 counter drop comment "ARP with a bad hardware length"',
+        'arp plen != 4 counter drop comment "ARP with a bad protocol length"',
+        'iifname . arp saddr ether != @port_mac counter drop comment "ARP sender MAC spoofing"',
+        f'arp saddr ip {metadata_address} counter drop comment "ARP for the metadata address"',
+        'arp saddr ip @claimed arp saddr ip . iifname != @owner counter drop '
         'comment "ARP for an address another VM owns"',
-    ))
+        'arp saddr ip != { 0.0.0.0, 169.254.0.0/16 } arp saddr ip . iifname != @owner counter drop '
+        'comment "ARP for a routable address the VM does not own"',
+    )
     return f"""
 table bridge netsim_portsec {{
     set port_mac {{ type ifname . ether_addr; {macs} }}
     set claimed {{ type ipv4_addr; {claimed} }}
     set owner {{ type ipv4_addr . ifname; {owners} }}
-    chain forward {{
-        type filter hook forward priority 0; policy accept;
-{rules}
+    chain prerouting {{
+        type filter hook prerouting priority filter; policy accept;
+{main}
     }}
-    chain input {{
-        type filter hook input priority 0; policy accept;
-{rules}
+    chain vm_arp {{
+{arp}
     }}
 }}
 """
+
+
+def _indent(*rules: str) -> str:
+    return "\n".join(f"        {r}" for r in rules)
 
 
 def claim_commands(port: str, address: str, owned: bool) -> str:

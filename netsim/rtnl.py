@@ -14,7 +14,8 @@ import os
 import socket
 import struct
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+                              NLMSG_DONE, NLMSG_ERROR)
 from pyroute2.netlink.rtnl import (RTM_DELADDR, RTM_DELNEIGH, RTM_DELROUTE, RTM_GETADDR, RTM_GETLINK,
                                    RTM_GETNEIGH, RTM_GETNSID, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWNSID,
                                    RTM_NEWROUTE, RTM_SETLINK)
@@ -28,6 +29,9 @@ from netsim import netns
 from netsim.errors import NetsimError
 
 IFF_UP = 0x1
+NUD_NOARP = 0x40    # a bridge FDB entry in this state is "static": no ageing, not learned
+NTF_MASTER = 0x04   # the FDB entry belongs to the bridge (the port's master)
+NTF_STICKY = 0x40   # a sticky FDB entry never moves to another port, even by learning
 _NEW = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 _SET = NLM_F_REQUEST | NLM_F_ACK
 _HDR = struct.Struct("=IHHII")
@@ -164,6 +168,30 @@ class Rtnl:
         msg["attrs"] = attrs
         self._put(msg, RTM_SETLINK, _SET, what or f"changing link #{index}")
 
+    def pin_port(self, index: int, mac: str) -> None:
+        """Make bridge port ``index`` a VM port whose frames can never reprogram the bridge.
+
+        The bridge learns a frame's source MAC before any netfilter hook sees the frame,
+        so one spoofed frame would move another VM's MAC to this port. Instead, as a
+        cloud's virtual switch knows each port's MAC: learning is off, unknown unicast is
+        not flooded to the port (a frame for no known MAC reaches no VM), and ``mac`` gets
+        a static, sticky forwarding entry on the port. Static entries survive the port or
+        the bridge going down and vanish with the port. Idempotent (the entry is replaced).
+        """
+        msg = ifinfmsg()
+        msg["index"] = index
+        port = {"attrs": [("IFLA_BRPORT_LEARNING", 0), ("IFLA_BRPORT_UNICAST_FLOOD", 0)]}
+        msg["attrs"] = [("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"),
+                                                     ("IFLA_INFO_SLAVE_DATA", port)]})]
+        # RTM_NEWLINK on an existing link (no NLM_F_CREATE) changes its bridge-port options.
+        self._put(msg, RTM_NEWLINK, _SET, f"turning learning off on bridge port #{index}")
+        fdb = ndmsg()
+        fdb["family"], fdb["ifindex"] = socket.AF_BRIDGE, index
+        fdb["state"], fdb["flags"] = NUD_NOARP, NTF_MASTER | NTF_STICKY
+        fdb["attrs"] = [("NDA_LLADDR", mac)]
+        self._put(fdb, RTM_NEWNEIGH, _SET | NLM_F_CREATE | NLM_F_REPLACE,
+                  f"adding the static forwarding entry {mac} on bridge port #{index}")
+
     # -- addresses and routes --------------------------------------------------------
 
     def _addr(self, kind: int, flags: int, index: int, address: str, prefixlen: int,
@@ -189,7 +217,10 @@ class Rtnl:
         msg = rtmsg()
         msg["family"], msg["table"], msg["proto"], msg["type"] = socket.AF_INET, 254, 4, 1
         msg["dst_len"] = int(plen or 32) if net != "default" else 0
-        msg["scope"] = 0 if gateway else 253
+        # A delete matches routes of any scope (RT_SCOPE_NOWHERE, as ``ip route del`` does):
+        # with the add's scope, deleting a gatewayed route named without its gateway
+        # would match nothing and quietly leave it.
+        msg["scope"] = 255 if kind == RTM_DELROUTE else 0 if gateway else 253
         attrs = []
         if net != "default":
             attrs.append(("RTA_DST", net))
@@ -287,13 +318,42 @@ class Rtnl:
         found = self._get(msg, RTM_GETNEIGH, ndmsg)
         return found.get_attr("NDA_LLADDR") if found is not None else None
 
-    def fdb_port(self, bridge: int, mac: str) -> int | None:
-        """The bridge port on which ``bridge`` learned ``mac`` (one lookup, no dump)."""
+    def fdb_port(self, bridge: int, mac: str, *, static_only: bool = False) -> int | None:
+        """The bridge port to which ``bridge`` forwards ``mac`` (one lookup, no dump); with
+        ``static_only``, None unless the entry is static (installed, not learned)."""
         msg = ndmsg()
         msg["family"] = socket.AF_BRIDGE
         msg["attrs"] = [("NDA_LLADDR", mac), ("NDA_MASTER", bridge)]
         found = self._get(msg, RTM_GETNEIGH, ndmsg)
-        return found["ifindex"] if found is not None else None
+        if found is None or (static_only and not found["state"] & NUD_NOARP):
+            return None
+        return found["ifindex"]
+
+    def port_options(self, index: int) -> dict[str, int]:
+        """The bridge-port options of link ``index`` (``IFLA_BRPORT_*`` without the prefix,
+        lowercase: ``learning``, ``unicast_flood``, ...); empty if it is no bridge port."""
+        for msg in self._dump(ifinfmsg(), RTM_GETLINK, ifinfmsg):
+            if msg["index"] != index:
+                continue
+            info = msg.get_attr("IFLA_LINKINFO")
+            data = info.get_attr("IFLA_INFO_SLAVE_DATA") if info is not None else None
+            if data is None:
+                return {}
+            return {name[len("IFLA_BRPORT_"):].lower(): value for name, value in data["attrs"]
+                    if isinstance(value, int)}
+        return {}
+
+    def fdb_entries(self, bridge: int) -> list[tuple[str, int, bool]]:
+        """(MAC, port index, static) of every forwarding entry of ``bridge`` on its ports
+        (the bridge's own local entries left out)."""
+        msg = ndmsg()
+        msg["family"] = socket.AF_BRIDGE
+        out = []
+        for m in self._dump(msg, RTM_GETNEIGH, ndmsg):
+            if m.get_attr("NDA_MASTER") != bridge or m["ifindex"] == bridge or m["state"] & 0x80:  # NUD_PERMANENT
+                continue
+            out.append((m.get_attr("NDA_LLADDR"), m["ifindex"], bool(m["state"] & NUD_NOARP)))
+        return out
 
     def links(self) -> dict[str, int]:
         """Map of link name to index in this namespace."""

@@ -19,6 +19,7 @@ reference quotes are used verbatim; the others are ours, written in the same sty
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from server import documents
@@ -45,6 +46,13 @@ TOO_MANY = "Too many requests. The limit is {} requests per second per VM"
 FORBIDDEN = "Forbidden. The request does not come from a VM of this node"
 BAD_START_REQUESTS = 'Bad request. Expected {"StartRequests": [{"EventId": "<id>"}, ...]}'
 UNKNOWN_EVENT = "Bad request. No scheduled event {} is visible to this VM"
+JSON_TOO_LARGE = "Bad request. A JSON body may have at most {} bytes"
+JSON_TOO_DEEP = "Bad request. A JSON body may nest at most {} levels"
+
+MAX_JSON_BODY = 16 * 1024
+"""Largest JSON body parsed (bytes); a StartRequests list of 100 events is about 5 KB."""
+MAX_JSON_DEPTH = 16
+"""Deepest nesting of arrays and objects parsed (StartRequests needs 3 levels)."""
 
 _EMPTY_MAINTENANCE = Response(200, b"{}")
 
@@ -163,9 +171,15 @@ def _start_requests(body: bytes, caller: VmIdentity, events: EventView) -> Respo
     docs suggest electing one approver per availability set); approving proceeds the
     event for all its resources, and approving twice is still a 200.
     """
+    if len(body) > MAX_JSON_BODY:
+        return error_response(400, JSON_TOO_LARGE.format(MAX_JSON_BODY))
+    if json_depth(body) > MAX_JSON_DEPTH:
+        # Checked before parsing: json.loads recurses once per level (60,000 "[" used to
+        # end in a RecursionError and a 500).
+        return error_response(400, JSON_TOO_DEEP.format(MAX_JSON_DEPTH))
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return error_response(400, BAD_START_REQUESTS)
     items = doc.get("StartRequests") if isinstance(doc, dict) else None
     if (not isinstance(items, list) or not items
@@ -178,3 +192,22 @@ def _start_requests(body: bytes, caller: VmIdentity, events: EventView) -> Respo
     for item in items:
         events.approve(item["EventId"])
     return Response(200, b"", JSON)
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"?')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in ``body``, ignoring brackets inside strings
+    (an upper bound for invalid JSON, which the parser then refuses anyway)."""
+    depth = deepest = 0
+    for chunk in _JSON_STRING.split(body):
+        for byte in chunk.translate(None, _NOT_BRACKETS):
+            if byte in (0x5B, 0x7B):  # [ {
+                depth += 1
+                if depth > deepest:
+                    deepest = depth
+            elif byte in (0x5D, 0x7D):  # ] }
+                depth -= 1
+    return deepest

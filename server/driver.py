@@ -3,8 +3,9 @@
 Design from ``shared/reference/measured-anchors.md`` section 2: a plain
 ``asyncio.Protocol`` (no streams), TCP_NODELAY, a big listen backlog and every
 response (or every batch of pipelined responses) in ONE ``write``. The protocol logic
-lives in :mod:`server.http` and :mod:`server.api`; this module only moves bytes, reads
-the clock and enforces timeouts.
+lives in :mod:`server.http` and :mod:`server.api`, the fairness policy in
+:mod:`server.fairness`; this module and :mod:`server.connection` only move bytes, read
+the clock, enforce timeouts and apply the policy.
 
 For each node, :meth:`MetadataServer.add_node` opens the listening socket *inside* the
 node's namespace (``netns.socket_in``), bound to 169.254.169.254:80, so one process
@@ -26,8 +27,8 @@ from netsim import netns
 from netsim.errors import NetsimError
 from server.api import ApiConfig, MetadataApi
 from server.events import EventView
-from server.http import HttpError, LocalProtocolError, ProtocolError, Request, RequestParser
-from server.response import CONTINUE, error_response, protocol_error_response, serialize
+from server.connection import Connection
+from server.fairness import Admission, FairScheduler, Limits, LogLimiter
 from server.identity import VmIdentity
 
 log = logging.getLogger("netsim.server")
@@ -35,6 +36,7 @@ log = logging.getLogger("netsim.server")
 METADATA_ADDRESS = "169.254.169.254"
 METADATA_PORT = 80
 BACKLOG = 4096
+SOCKET_BUFFER = 128 * 1024  # SO_RCVBUF/SO_SNDBUF of client sockets (the kernel doubles it)
 
 Resolver = Callable[[str], "VmIdentity | None"]
 """Maps a peer IPv4 address to the VM behind it (None: not a VM of this node)."""
@@ -48,13 +50,15 @@ class ServerError(NetsimError):
 class ServerConfig:
     """Driver tunables. ``header_timeout``: seconds a client has to send a whole request
     once it started one (slow clients are dropped with 408); ``idle_timeout``: seconds an
-    idle keep-alive connection is kept; ``address``/``port``: where to listen."""
+    idle keep-alive connection is kept; ``address``/``port``: where to listen; ``limits``:
+    each caller's share and the service's bounds (:class:`~server.fairness.Limits`)."""
 
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
     address: str = METADATA_ADDRESS
     port: int = METADATA_PORT
     api: ApiConfig = field(default_factory=ApiConfig)
+    limits: Limits = field(default_factory=Limits)
 
 
 class _Clock:
@@ -71,135 +75,13 @@ class _Clock:
         return self._date
 
 
-class _Node:
+class Node:
     """Everything the server keeps for one node."""
 
     def __init__(self, name: str, ns_name: str, resolve: Resolver, events: EventView, api: MetadataApi) -> None:
         self.name, self.ns_name, self.resolve, self.events, self.api = name, ns_name, resolve, events, api
         self.server: asyncio.AbstractServer | None = None
-        self.connections: set[_Connection] = set()
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection: feed bytes to the parser, answer each request in one write."""
-
-    def __init__(self, node: _Node, owner: "MetadataServer") -> None:
-        self.node, self.owner = node, owner
-        self.parser = RequestParser()
-        self.transport: asyncio.Transport | None = None
-        self.peer = ""
-        self.caller: VmIdentity | None = None
-        self.resolved = False
-        self.deadline = 0.0
-        self.reading_request = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        # No setsockopt here: asyncio's TCP transport already sets TCP_NODELAY (and the
-        # listening socket has it too), which is what keeps one-write responses fast.
-        peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if peer else ""
-        self.deadline = time.time() + self.owner.config.idle_timeout
-        self.node.connections.add(self)
-        # Who is calling is known from the moment the connection exists (the node answered
-        # the SYN, so it holds the peer's neighbour entry): resolve now, not on the first
-        # request, so a burst of new clients is not answered behind each other's lookups.
-        self._identity()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.node.connections.discard(self)
-        self.transport = None
-
-    def pause_writing(self) -> None:
-        # A client that pipelines without reading: stop reading until it catches up.
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
-
-    def _identity(self) -> VmIdentity | None:
-        # Resolved once per connection: the peer address cannot change under a TCP
-        # connection, and the node already has the neighbour entry (it answered the SYN).
-        if not self.resolved:
-            self.resolved = True
-            try:
-                self.caller = self.node.resolve(self.peer)
-            except Exception:  # the callback's bug must not take the server down
-                log.exception("node %s: resolving peer %s failed", self.node.name, self.peer)
-                self.caller = None
-            if self.caller is None:
-                log.warning("node %s: request from %s maps to no VM of this node: answering 403",
-                            self.node.name, self.peer)
-        return self.caller
-
-    def data_received(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        parser = self.parser
-        out: list[bytes] = []
-        close = False
-        now = time.time()  # one clock read per batch: the API's "now", Date and deadlines
-        date = self.owner.clock.date(now)
-        try:
-            parser.feed(data)
-            request = parser.next_request()
-            while request is not None:
-                out.append(self._answer(request, now, date))
-                if not request.keep_alive:
-                    close = True
-                    break
-                request = parser.next_request() if parser.in_progress else None
-        except ProtocolError as exc:
-            out.append(serialize(protocol_error_response(exc), keep_alive=False, date=date))
-            close = True
-        except LocalProtocolError:
-            log.exception("node %s: parser misuse", self.node.name)
-            close = True
-        if not close and parser.take_continue():
-            out.append(CONTINUE)
-        if out:
-            # Pipelined requests are answered together: still one write.
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if close:
-            transport.close()
-            return
-        # Timeouts: a started request must complete within header_timeout of its first
-        # byte (slowloris); an idle connection lives for idle_timeout.
-        if parser.in_progress:
-            if out or not self.reading_request:  # a (new) request started
-                self.reading_request = True
-                self.deadline = now + self.owner.config.header_timeout
-        elif out:
-            self.reading_request = False
-            self.deadline = now + self.owner.config.idle_timeout
-
-    def _answer(self, request: Request, now: float, date: str) -> bytes:
-        try:
-            response = self.node.api.handle(request, self._identity(), self.node.events, now)
-            return serialize(response, keep_alive=request.keep_alive, date=date,
-                             head=request.method == "HEAD", http10=request.http_version == "1.0")
-        except HttpError as exc:
-            log.exception("node %s: cannot answer %s %s", self.node.name, request.method, request.target)
-            return serialize(protocol_error_response(exc), keep_alive=request.keep_alive, date=date)
-        except Exception:
-            log.exception("node %s: error answering %s %s", self.node.name, request.method, request.target)
-            return serialize(error_response(500, "Internal server error"), keep_alive=request.keep_alive,
-                             date=date)
-
-    def expire(self, now: float) -> None:
-        """Drop the connection if its deadline passed (408 if a request was in progress)."""
-        if self.transport is None or now < self.deadline:
-            return
-        if self.reading_request:
-            log.info("node %s: %s too slow to send its request: dropped", self.node.name, self.peer)
-            response = error_response(408, "Request timeout")
-            self.transport.write(serialize(response, keep_alive=False,
-                                           date=self.owner.clock.date(time.time())))
-        self.transport.close()
+        self.connections: set[Connection] = set()
 
 
 class MetadataServer:
@@ -212,9 +94,53 @@ class MetadataServer:
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
+        self.limits = limits = self.config.limits
         self.clock = _Clock()
-        self._nodes: dict[str, _Node] = {}
+        self._nodes: dict[str, Node] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        # The fairness policy (server.fairness), keyed by (node, VM name or "peer ADDRESS").
+        self.admission: Admission[tuple[str, str]] = Admission(limits.connections_per_caller,
+                                                               limits.connections_total)
+        self.scheduler: FairScheduler[tuple[str, str], Connection] = FairScheduler(limits.turn_budget)
+        self.logs: LogLimiter[tuple[str, str]] = LogLimiter(limits.log_lines, limits.log_interval,
+                                                            limits.log_lines_total)
+        self.buffered = 0  # bytes received and not yet answered, every connection
+        self.memory_waiters: set[Connection] = set()
+        self._turn: asyncio.Handle | None = None
+
+    # -- the fairness policy, applied --------------------------------------------------------
+
+    def ready(self, conn: Connection) -> None:
+        """Queue ``conn`` (it has requests left) for its caller's next turn."""
+        self.scheduler.ready(conn.key, conn)
+        if self._turn is None:
+            self._turn = asyncio.get_running_loop().call_soon(self._run_turn)
+
+    def _run_turn(self) -> None:
+        # One turn per loop iteration: the selector (new bytes, the control socket, every
+        # other task) runs between two turns, so a flood costs others one turn at most.
+        self._turn = None
+        self.scheduler.run_turn(Connection.take_turn)
+        self.release_memory()
+        if self.scheduler:
+            self._turn = asyncio.get_running_loop().call_soon(self._run_turn)
+
+    def release_memory(self) -> None:
+        """Read again the connections paused for the service's memory, once it halved, or
+        once no request is left to answer (then only reading can complete the requests
+        that fill the buffers: waiting would be a deadlock)."""
+        if self.memory_waiters and (self.buffered <= self.limits.buffered_total // 2 or not self.scheduler):
+            waiters, self.memory_waiters = self.memory_waiters, set()
+            for conn in waiters:
+                conn.resume_for_memory()
+
+    def log_for(self, key: tuple[str, str], level: int, msg: str, *args: object) -> None:
+        """Log a line caused by caller ``key``, unless it already wrote its share of the log."""
+        ok, suppressed = self.logs.allow(key, time.time())
+        if ok:
+            if suppressed:
+                msg += f" ({suppressed} earlier lines of {key[1]} on node {key[0]} suppressed)"
+            log.log(level, msg, *args)
 
     @property
     def nodes(self) -> list[str]:
@@ -224,6 +150,15 @@ class MetadataServer:
     def connection_count(self, node_name: str) -> int:
         """Open client connections of a node."""
         return len(self._nodes[node_name].connections)
+
+    def stats(self) -> dict[str, int]:
+        """What the bounds apply to, now: ``connections`` open (admitted), ``buffered`` bytes
+        received and not yet answered, the largest ``write_buffer`` of one connection (answers
+        not yet sent), ``waiting_callers`` with a turn due, ``paused_for_memory`` connections."""
+        conns = [c for node in self._nodes.values() for c in node.connections]
+        writes = [c.transport.get_write_buffer_size() for c in conns if c.transport is not None]
+        return {"connections": len(conns), "buffered": self.buffered, "write_buffer": max(writes, default=0),
+                "waiting_callers": self.scheduler.waiting, "paused_for_memory": len(self.memory_waiters)}
 
     async def add_node(self, node_name: str, ns_name: str, resolve: Resolver, events: EventView,
                        api: ApiConfig | None = None) -> None:
@@ -237,10 +172,10 @@ class MetadataServer:
         if node_name in self._nodes:
             raise ServerError(f"node {node_name!r} is already served; remove_node() it first")
         sock = self._listen_socket(node_name, ns_name)
-        node = _Node(node_name, ns_name, resolve, events, MetadataApi(api or self.config.api))
+        node = Node(node_name, ns_name, resolve, events, MetadataApi(api or self.config.api))
         loop = asyncio.get_running_loop()
         try:
-            node.server = await loop.create_server(lambda: _Connection(node, self), sock=sock, backlog=BACKLOG)
+            node.server = await loop.create_server(lambda: Connection(node, self), sock=sock, backlog=BACKLOG)
         except BaseException:
             sock.close()
             raise
@@ -257,6 +192,11 @@ class MetadataServer:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
+            # Fixed kernel buffers for every accepted socket (inherited too; no autotuning up
+            # to megabytes): what a client sends and does not get read, or is sent and does
+            # not read, then stays within SOCKET_BUFFER bytes of the node's memory per connection.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             sock.bind((self.config.address, self.config.port))
             sock.listen(BACKLOG)
             sock.setblocking(False)
@@ -275,7 +215,7 @@ class MetadataServer:
             raise ServerError(f"node {node_name!r} is not served")
         await self._close_node(node)
 
-    async def _close_node(self, node: _Node) -> None:
+    async def _close_node(self, node: Node) -> None:
         if node.server is not None:
             node.server.close()
         for conn in list(node.connections):
@@ -304,6 +244,10 @@ class MetadataServer:
             for node in self._nodes.values():
                 for conn in list(node.connections):
                     conn.expire(now)
+            self.release_memory()  # closed connections may have freed it without a turn
+            for (node_name, who), count in self.logs.expired(now):
+                log.warning("node %s: %d log lines of %s suppressed (limit %d per %gs)", node_name, count, who,
+                            self.limits.log_lines, self.limits.log_interval)
             self._sweeper = asyncio.get_running_loop().call_later(interval, sweep)
 
         self._sweeper = asyncio.get_running_loop().call_later(interval, sweep)

@@ -454,7 +454,10 @@ def _split_target(target: str, method: str) -> tuple[str, tuple[tuple[str, str],
     elif target == "*" and method == "OPTIONS":
         return "*", ()
     elif target[:7].lower() == "http://" or target[:8].lower() == "https://":
-        parts = urlsplit(target)  # absolute-form (RFC 9112 3.2.2): servers MUST accept it
+        try:
+            parts = urlsplit(target)  # absolute-form (RFC 9112 3.2.2): servers MUST accept it
+        except ValueError:  # e.g. "http://[::1/x" (an unclosed IPv6 literal): the peer's error
+            raise ProtocolError("malformed request target", 400) from None
         path, sep, query = parts.path or "/", "?" if parts.query else "", parts.query
     else:
         raise ProtocolError("malformed request target", 400)

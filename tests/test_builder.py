@@ -8,7 +8,7 @@ import pytest
 from netsim import names, netns
 from netsim.errors import BuildError
 from netsim.rtnl import Rtnl
-from netsim.topology import grid
+from netsim.topology import addressing, grid
 
 pytestmark = pytest.mark.root
 
@@ -32,6 +32,21 @@ def test_vms_of_different_nodes_do_not_reach_link_local_even_through_the_gateway
     assert "daddr 169.254.0.0/16 counter packets 0 " not in rules
     # The routable addresses still cross nodes.
     assert_reachable("web2", "web1")
+
+
+def test_vm_ports_do_not_learn_nor_flood_and_hold_their_vms_mac_statically(datacenter, assert_reachable):
+    dc = datacenter
+    assert_reachable("web1", "web3:link-local")  # traffic between known MACs is delivered
+    for node in dc.topology.nodes:
+        vms = dc.topology.vms_on(node.name)
+        with Rtnl.in_namespace(names.node_ns(dc.name, node.name)) as sock:
+            entries = {mac: (port, static) for mac, port, static in sock.fdb_entries(names.NIC_INDEX)}
+            for vm in vms:
+                options = sock.port_options(names.PORT_INDEX_BASE + vm.index)
+                assert (options["learning"], options["unicast_flood"]) == (0, 0), (vm.name, options)
+        # Exactly the node's VMs, each static on its own port: nothing was learned.
+        assert entries == {addressing.vm_mac(dc.name, vm.index): (names.PORT_INDEX_BASE + vm.index, True)
+                           for vm in vms}, node.name
 
 
 def test_routable_addresses_reach_across_nodes_and_extra_hosts(datacenter, assert_reachable):

@@ -1,5 +1,6 @@
 """Crash safety: kill -9 in the middle of a build, then cleanup leaves nothing."""
 
+import json
 import os
 import signal
 import subprocess
@@ -8,7 +9,8 @@ import time
 
 import pytest
 
-from netsim import names, netns
+from netsim import hostsettings, names, netns
+from netsim.state import RunDir, run_root
 
 pytestmark = pytest.mark.root
 
@@ -40,6 +42,10 @@ def test_kill_9_during_build_then_cleanup_leaves_no_prefixed_object(tmp_path, ne
     assert first.returncode == 0, first.stderr
     assert netns.list_names(names.dc_prefix(name)) == []
     assert not os.path.exists(os.path.join(netsim_state_dir, name))
+    assert not RunDir(name).exists()
+    # The killed build held the host settings; cleanup released its hold.
+    record = os.path.join(run_root(), hostsettings.RECORD)
+    assert not os.path.exists(record) or name not in json.load(open(record)).get("holders", {})
     again = _netsim("cleanup", "--name", name, env=env)
     assert again.returncode == 0 and "nothing to clean up" in again.stdout
 

@@ -82,6 +82,29 @@ def test_move_puts_the_vm_on_another_node_with_the_same_identity(dc, effects, ho
     assert_reachable("web1", "lb")
 
 
+def test_a_moved_port_does_not_learn_and_holds_the_vms_mac_statically_on_its_new_node(dc, effects,
+                                                                                     assert_reachable):
+    from netsim.rtnl import Rtnl
+    from netsim.topology import addressing
+    mac, port = addressing.vm_mac(dc.name, dc.topology.vm("web1").index), names.PORT_INDEX_BASE
+    port += dc.topology.vm("web1").index
+    effects.move("web1", "n2")
+    effects.move("web1", "n2")  # again, as a restarted daemon would: idempotent
+    with Rtnl.in_namespace(names.node_ns(dc.name, "n2")) as sock:
+        options = sock.port_options(port)
+        assert (options["learning"], options["unicast_flood"]) == (0, 0), options
+        assert (mac, port, True) in sock.fdb_entries(names.NIC_INDEX)
+        assert sock.fdb_port(names.NIC_INDEX, mac) == port  # what caller identity reads
+    with Rtnl.in_namespace(names.node_ns(dc.name, "n1")) as sock:
+        assert mac not in {m for m, _, _ in sock.fdb_entries(names.NIC_INDEX)}
+    effects.move("web1", "n1")  # and back home
+    with Rtnl.in_namespace(names.node_ns(dc.name, "n1")) as sock:
+        assert (mac, port, True) in sock.fdb_entries(names.NIC_INDEX)
+        assert sock.port_options(port)["learning"] == 0
+    assert_reachable("web3", "web1")    # same node again, through the pinned port
+    assert_reachable("client", "web1")  # the fabric forgot the route to n2 (a scope-blind delete)
+
+
 def test_remove_deletes_the_vm(dc, effects, assert_unreachable):
     effects.remove("web3")
     assert netns.inode_of(names.vm_ns(dc.name, "web3")) is None

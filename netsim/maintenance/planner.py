@@ -28,6 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from server.events import EVENT_TYPES, SOURCES, Event
 
+from netsim import bounds
 from netsim.maintenance.actions import Action, Heal
 from netsim.maintenance.book import EventBook
 from netsim.maintenance.errors import IllegalInput, MaintenanceError, UnknownWalk, WalkInProgress
@@ -64,8 +65,11 @@ class Planner:
         if unknown:
             raise MaintenanceError(f"notices for unknown event types {sorted(unknown)}; use {EVENT_TYPES}")
         self._rng = rng
-        self._timeout = float(heartbeat_timeout_s)
-        self._notices: dict[str, float] = {**MIN_NOTICE_S, **(notices or {})}
+        self._timeout = bounds.check(heartbeat_timeout_s, bounds.HEARTBEAT_TIMEOUT_S, "heartbeat_timeout_s",
+                                     MaintenanceError)
+        self._notices: dict[str, float] = {**MIN_NOTICE_S, **{
+            kind: bounds.check(s, bounds.NOTICE_S, f"notice of {kind}", MaintenanceError)
+            for kind, s in (notices or {}).items()}}
         self._walks: dict[str, WalkRecord] = {}
         self._walk_seq = 0
         self._fleet = Fleet()
@@ -203,8 +207,12 @@ class Planner:
         names = [m[0] for m in members]
         if len(set(names)) != len(names):
             raise MaintenanceError(f"walk of {avset!r}: a VM is listed twice in {names}; list each VM once")
-        if notice_s < 0 or downtime_s < 0:
-            raise MaintenanceError("notice_s and downtime_s are seconds and cannot be negative")
+        # Before any change: a nan or inf here would file an event SQLite refuses (or
+        # serves as a 500), leaving a walk stuck in its notice.
+        notice_s = bounds.check(notice_s, bounds.NOTICE_S, "notice", MaintenanceError)
+        downtime_s = bounds.check(downtime_s, bounds.DOWNTIME_S, "downtime", MaintenanceError)
+        if not all(isinstance(ud, int) and not isinstance(ud, bool) for _, _, ud in members):
+            raise MaintenanceError(f"walk of {avset!r}: update domains must be integers, not {members}")
         for walk in self._walks.values():
             if walk.avset == avset and walk.active:
                 raise WalkInProgress(avset, walk.walk_id)
@@ -242,10 +250,13 @@ class Planner:
             raise MaintenanceError(f"event type {event_type!r} is not one of {EVENT_TYPES}")
         if source not in SOURCES:
             raise MaintenanceError(f"event source {source!r} is not one of {SOURCES}")
-        notice = self._notices[event_type] if notice_s is None else float(notice_s)
-        if notice < 0:
-            raise MaintenanceError(f"notice_s is {notice}; a notice is seconds from now and cannot be negative")
-        duration = DEFAULT_DURATION_S[event_type] if duration_s is None else int(duration_s)
+        # Checked before any change (nothing non-finite or out of range is ever filed).
+        notice = self._notices[event_type] if notice_s is None else bounds.check(
+            notice_s, bounds.NOTICE_S, "notice", MaintenanceError)
+        duration = DEFAULT_DURATION_S[event_type] if duration_s is None else int(bounds.check(
+            duration_s, bounds.DURATION_S, "duration", MaintenanceError))
+        if not math.isfinite(now):
+            raise MaintenanceError(f"now must be a finite time in seconds, not {now!r}")
         if description is None:
             description = (USER_DESCRIPTION if source == "User" and event_type in ("Reboot", "Redeploy")
                            else DEFAULT_DESCRIPTION[event_type])

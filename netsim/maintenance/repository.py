@@ -32,6 +32,7 @@ from typing import Callable
 
 from server.events import Event
 
+from netsim import bounds
 from netsim.maintenance.actions import REPOSITORY_ACTIONS, Action, FileEvent, RemoveEvent, UpdateEvent
 from netsim.maintenance.errors import RepositoryError
 
@@ -72,6 +73,17 @@ ApproveHook = Callable[[Event], None]
 """Called with the Started event the first time a VM approves it."""
 
 
+def check_event(event: Event) -> None:
+    """Raise :class:`RepositoryError` unless every number of ``event`` can be stored and served:
+    the last line of defence, so that nothing non-finite or out of range ever lands in SQLite
+    (SQLite stores NaN as NULL and inf as a REAL that no date format can show)."""
+    for what, value, bound in (("not_before", event.not_before, bounds.EPOCH_S),
+                               ("created", event.created, bounds.EPOCH_S),
+                               ("duration_s", event.duration_s, bounds.DURATION_S)):
+        if why := bounds.problem(value, bound, f"event {event.event_id} {what}"):
+            raise RepositoryError(f"{why}; the event was not stored")
+
+
 def _row(event: Event) -> tuple:
     return (event.event_id, event.event_type, json.dumps(list(event.resources)), event.status, event.not_before,
             event.created, event.description, event.source, event.duration_s, event.avset)
@@ -103,10 +115,20 @@ class Repository:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            # A damaged page would otherwise surface later, as a DatabaseError in the middle
+            # of a walk; quick_check reads every page once (the file is small).
+            problem = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {problem}")
             with self.transaction():  # one statement at a time: executescript() would COMMIT first
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
+                raise RepositoryError(f"cannot open the event repository {path}: {e}; check that the state "
+                                      f"folder exists and is writable") from e
+            raise RepositoryError(f"the event repository {path} is corrupt ({e})") from e
         except sqlite3.Error as e:
             raise RepositoryError(f"cannot open the event repository {path}: {e}; check that the state folder "
                                   f"exists and is writable, or remove a corrupt file after netsim down") from e
@@ -177,6 +199,7 @@ class Repository:
 
     def put_event(self, node: str, event: Event) -> bool:
         """File ``event`` on ``node``, or replace the stored copy; False if it was already so."""
+        check_event(event)
         with self.transaction():
             old = self._db.execute(f"SELECT {_COLUMNS} FROM events WHERE node = ? AND event_id = ?",
                                    (node, event.event_id)).fetchone()

@@ -32,6 +32,7 @@ import tomllib
 from importlib import resources
 from typing import Any
 
+from netsim import bounds
 from netsim.errors import TopologyError
 from netsim.topology.model import VM, AvailabilitySet, Datacenter, Node
 from netsim.topology.validate import validate
@@ -44,6 +45,7 @@ _KEYS = {
 }
 _CHOICES = {"linklocal": ("static", "claim"), "timers": ("rfc", "fast")}
 DEFAULT_TOPOLOGY = "default.toml"
+MAX_FILE_BYTES = 16 << 20  # a topology of thousands of VMs is well under 1 MB; /dev/zero is not a topology
 
 
 class _Locator:
@@ -138,9 +140,13 @@ def parse(text: str, file: str | None = None) -> Datacenter:
     avsets = []
     for i, a in enumerate(tables["availability_set"]):
         f = failer("availability_set", i)
-        avsets.append(AvailabilitySet(_get(a, "name", str, None, f),
-                                      _get(a, "update_domains", int, AvailabilitySet.update_domains, f),
-                                      _get(a, "fault_domains", int, AvailabilitySet.fault_domains, f)))
+        counts = {}
+        for key, bound in (("update_domains", bounds.UPDATE_DOMAINS), ("fault_domains", bounds.FAULT_DOMAINS)):
+            counts[key] = _get(a, key, int, getattr(AvailabilitySet, key), f)
+            # Checked here, not only in validate(): VMs are spread over these counts below.
+            if problem := bounds.problem(counts[key], bound, f"{key} (Azure's limits)"):
+                f(key, problem)
+        avsets.append(AvailabilitySet(_get(a, "name", str, None, f), **counts))
     avset_by_name = {a.name: a for a in avsets}
     members: dict[str, int] = {}
     vms = []
@@ -178,8 +184,17 @@ def load(path: str | None = None) -> Datacenter:
         text = resources.files("netsim.topology").joinpath(DEFAULT_TOPOLOGY).read_text()
         return parse(text, "<default topology>")
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise TopologyError(f"cannot read the topology file: {exc.strerror}", file=path) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise TopologyError(f"is larger than {MAX_FILE_BYTES >> 20} MiB; a topology is a small TOML text file",
+                            file=path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise TopologyError("not a TOML text file: its bytes are not UTF-8 text; give a topology in TOML",
+                            file=path, line=line) from None
     return parse(text, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from netsim import names
+from netsim import bounds, names
 from netsim.errors import TopologyError
 from netsim.topology import addressing
 from netsim.topology.model import Datacenter
@@ -24,7 +24,7 @@ def validate(dc: Datacenter, locate: Locator = _no_line, file: str | None = None
         field = f"{table}[{index}].{key}" if index >= 0 else f"{table}.{key}"
         raise TopologyError(message, file=file, line=locate(table, index, key), field=field)
 
-    if problem := names.check_name(dc.name, "datacenter", names.MAX_DC_NAME):
+    if problem := names.dc_name_problem(dc.name):
         fail(problem, "datacenter", -1, "name")
     if not dc.nodes:
         raise TopologyError("a datacenter needs at least one [[node]]", file=file, field="node")
@@ -49,9 +49,10 @@ def validate(dc: Datacenter, locate: Locator = _no_line, file: str | None = None
         if a.name in avsets:
             fail(f"availability set {a.name!r} is defined twice", "availability_set", i, "name")
         avsets[a.name] = a
-        for key, value, top in (("update_domains", a.update_domains, 20), ("fault_domains", a.fault_domains, 3)):
-            if not 1 <= value <= top:
-                fail(f"{key} must be between 1 and {top} (Azure's limits), not {value}", "availability_set", i, key)
+        for key, value, bound in (("update_domains", a.update_domains, bounds.UPDATE_DOMAINS),
+                                  ("fault_domains", a.fault_domains, bounds.FAULT_DOMAINS)):
+            if problem := bounds.problem(value, bound, f"{key} (Azure's limits)"):
+                fail(problem, "availability_set", i, key)
 
     node_names = {n.name for n in dc.nodes}
     per_node: dict[str, int] = {}
@@ -60,6 +61,11 @@ def validate(dc: Datacenter, locate: Locator = _no_line, file: str | None = None
             fail(f"VM {vm.name!r} is placed on unknown node {vm.node!r} "
                  f"(nodes: {', '.join(sorted(node_names))})", "vm", i, "node")
         per_node[vm.node] = per_node.get(vm.node, 0) + 1
+        # Checked for every VM, in a set or not: a domain is served as a string and walked.
+        for key, value, bound in (("update_domain", vm.update_domain, bounds.UPDATE_DOMAIN),
+                                  ("fault_domain", vm.fault_domain, bounds.FAULT_DOMAIN)):
+            if problem := bounds.problem(value, bound, key):
+                fail(problem, "vm", i, key)
         if per_node[vm.node] > addressing.MAX_VMS_PER_NODE:
             fail(f"node {vm.node!r} holds more than {addressing.MAX_VMS_PER_NODE} VMs, "
                  "which overflows its /24 of the address plan", "vm", i, "node")

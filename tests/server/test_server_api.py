@@ -302,6 +302,19 @@ def test_malformed_start_requests_are_400(api, body) -> None:
     assert store.get("e1").status == "Scheduled"
 
 
+@pytest.mark.parametrize("body, message", [
+    (b"[" * 10_000, "nest at most"),  # used to end in a RecursionError and a 500
+    (b"[" * 60_000, "at most 16384 bytes"),
+    (b'{"StartRequests": [' + b"[" * 20 + b"]" * 20 + b"]}", "nest at most"),
+    (b'{"StartRequests": [' + b", ".join([b'{"EventId": "e1"}'] * 1000) + b"]}", "at most 16384 bytes"),
+])
+def test_json_bodies_are_bounded_in_depth_and_size(api, body, message) -> None:
+    store = EventStore([reboot()])
+    resp, doc = call(api, SE, events=store, method="POST", body=body)
+    assert resp.status == 400 and message in doc["error"]
+    assert store.get("e1").status == "Scheduled"
+
+
 def test_unknown_or_invisible_event_ids_are_400(api) -> None:
     store = EventStore([reboot()])
     body = b'{"StartRequests": [{"EventId": "e1"}, {"EventId": "nope"}]}'

@@ -11,7 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from server.api import ApiConfig, MetadataApi
+from server.events import Event, EventStore
 from server.http import ProtocolError, Request, RequestParser
+from server.response import Response, serialize
+
+from server_testlib import make_vm
 
 SEEDS = [
     b"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
@@ -20,6 +25,10 @@ SEEDS = [
     b"Content-Length: 39\r\n\r\n{\"StartRequests\": [{\"EventId\": \"e1\"}]}",
     b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     b"GET / HTTP/1.1\nHost: h\nTransfer-Encoding: chunked\n\n",
+    # Absolute-form targets (RFC 9112 3.2.2): urlsplit raises on some ("http://[::1/x").
+    b"GET http://[::1]:80/metadata/v1/maintenance?a=b HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET https://169.254.169.254/metadata/instance?api-version=2021-02-01 HTTP/1.1\r\nHost: h\r\n"
+    b"Metadata: true\r\n\r\n",
 ]
 
 
@@ -85,3 +94,26 @@ def test_parser_raises_only_its_own_error_and_ignores_chunking(data: bytes, cuts
 @given(data=mutated())
 def test_parser_byte_by_byte_matches_whole(data: bytes) -> None:
     assert outcome([data[i:i + 1] for i in range(len(data))]) == outcome([data])
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=mutated(), bracket=st.sampled_from([b"", b"[", b"{", b'{"StartRequests":']),
+       depth=st.integers(0, 3000), ipv6=st.sampled_from([b"", b"http://[::1/x", b"http://[", b"https://[::1]x/"]))
+def test_every_parsed_request_gets_an_answer_and_nothing_raises(data: bytes, bracket: bytes, depth: int,
+                                                                ipv6: bytes) -> None:
+    """Whatever parses, the API answers it (a Response that serializes), never an exception."""
+    if ipv6:
+        data = data.replace(b"/metadata", ipv6 + b"/metadata", 1)
+    body = bracket * depth
+    if body and b"POST" in data:
+        data = data.replace(b"Content-Length: 39", b"Content-Length: %d" % len(body), 1).replace(
+            b'{"StartRequests": [{"EventId": "e1"}]}', body, 1)
+    requests, _ = outcome([data])
+    api = MetadataApi(ApiConfig(rate_limit=None))
+    events = EventStore()
+    events.add(Event("e1", "Reboot", ("vm1",), 1000.0, 0.0, avset="web", duration_s=5))
+    for request in requests:
+        response = api.handle(request, make_vm(), events, 100.0)
+        assert isinstance(response, Response) and 200 <= response.status < 600
+        assert response.status != 500
+        assert serialize(response, keep_alive=True, date="d").startswith(b"HTTP/1.1 ")

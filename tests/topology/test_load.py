@@ -42,6 +42,17 @@ def _error(text: str) -> TopologyError:
     ('[[node]]\nname = "n1"\n[[vm]]\nnode = "n1"\n', 3, "vm[0].name", "needs a name"),
     ('[[node]]\nname = "N1"\n', 2, "node[0].name", "lowercase"),
     ('[[node]]\nname = "lb"\n', 2, "node[0].name", "extra host"),
+    # Numbers in range and names safe for paths, before anything uses them (issue 9).
+    ('[[node]]\nname="n1"\n[[availability_set]]\nname="s"\nfault_domains = 0\n[[vm]]\nname="v"\n'
+     'availability_set="s"\n', 5, "availability_set[0].fault_domains", "integer from 1 to 3"),
+    ('[[node]]\nname="n1"\n[[availability_set]]\nname="s"\nupdate_domains = 21\n', 5,
+     "availability_set[0].update_domains", "integer from 1 to 20"),
+    ('[[node]]\nname="n1"\n[[vm]]\nname="v"\nupdate_domain = 99999999999999999999\n', 5, "vm[0].update_domain",
+     "integer from 0 to 19"),
+    ('[[node]]\nname="n1"\n[[vm]]\nname="v"\nfault_domain = -1\n', 5, "vm[0].fault_domain", "integer from 0 to 2"),
+    ('[datacenter]\nname = ""\n[[node]]\nname="n"\n', 2, "datacenter.name", "must be 1 to 8 characters"),
+    ('[datacenter]\nname = "../../etc"\n[[node]]\nname="n"\n', 2, "datacenter.name", "lowercase letter"),
+    ('[datacenter]\nname = "a-b"\n[[node]]\nname="n"\n', 2, "datacenter.name", "lowercase letter"),
 ])
 def test_errors_name_line_and_field(text, line, field, words):
     err = _error(text)
@@ -72,3 +83,22 @@ def test_grid_builds_round_robin_domains():
     dc = grid("g", 3, 4)
     assert len(dc.vms) == 12 and {v.node for v in dc.vms} == {"n1", "n2", "n3"}
     assert [v.update_domain for v in dc.vms[:6]] == [0, 1, 2, 3, 4, 0]
+
+
+def test_a_binary_file_is_one_topology_error_with_its_line(tmp_path):
+    garbage = tmp_path / "garbage.toml"
+    garbage.write_bytes(b"[[node]]\nname = 'n1'\n" + bytes(range(128, 256)) * 8)
+    with pytest.raises(TopologyError) as info:
+        load(str(garbage))
+    assert (info.value.file, info.value.line) == (str(garbage), 3)
+    assert "not a TOML text file" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_file_too_large_for_a_topology_is_refused_without_reading_it_all(tmp_path, monkeypatch):
+    import importlib
+    load_module = importlib.import_module("netsim.topology.load")
+    monkeypatch.setattr(load_module, "MAX_FILE_BYTES", 64)
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * 100 + "\n[[node]]\nname = 'n1'\n")
+    with pytest.raises(TopologyError, match="larger than"):
+        load(str(big))
