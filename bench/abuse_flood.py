@@ -23,10 +23,10 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from netsim import control  # noqa: E402
-from netsim.datacenter import up  # noqa: E402
-from netsim.topology import grid  # noqa: E402
-from server.flood import run_flood  # noqa: E402
+from netsim.api import control  # noqa: E402
+from netsim.api.datacenter import up  # noqa: E402
+from netsim.model import grid  # noqa: E402
+from netsim.harness.flood import run_flood  # noqa: E402
 
 FLOODS = ("pipeline", "noread", "headers")
 LABELS = {"pipeline": "pipelining, 50 connections", "noread": "1,000 connections never read",

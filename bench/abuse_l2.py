@@ -3,14 +3,14 @@
 
 Run as root: .venv/bin/python bench/abuse_l2.py [--attempts 100]
 
-One datacenter (tests/security/l2_kit.py's topology: web1 and db1 on node n1, web2 on
+One datacenter (netsim/harness/l2attack.py's topology: web1 and db1 on node n1, web2 on
 n2) is built and torn down. web1 attacks db1 from inside its namespace with scapy
-(tests/security/l2_agent.py): identity theft through the bridge's forwarding table (a
+(netsim/harness/l2agent.py): identity theft through the bridge's forwarding table (a
 TCP exchange with the metadata server from db1's address while poisoning the FDB), ARP
 spoofing of db1's link-local address and of 169.254.169.254 (plain, in an 802.1Q tag
 with VLAN 0, VLAN 0 with priority bits, QinQ), and FDB poisoning (frames with db1's MAC,
 then a look at the bridge and at what reaches web1 while db1 polls). A success is judged
-from the kernel's tables and the server's answers (see l2_kit). The goal is 0 successes.
+from the kernel's tables and the server's answers (see l2attack). The goal is 0 successes.
 """
 
 from __future__ import annotations
@@ -25,26 +25,25 @@ from dataclasses import replace
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, ".."))
-sys.path.insert(0, os.path.join(_HERE, "..", "tests", "security"))
 
-import l2_kit  # noqa: E402
-from netsim import datacenter as dcapi  # noqa: E402
-from netsim.topology import parse  # noqa: E402
+from netsim.harness import l2attack  # noqa: E402
+from netsim.api import datacenter as dcapi  # noqa: E402
+from netsim.model import parse  # noqa: E402
 
 VARIANT_NAMES = {"plain": "ARP spoof plain", "vlan0": "ARP spoof 802.1Q VLAN 0",
                  "vlan0-priority": "ARP spoof VLAN 0 + priority bits", "qinq": "ARP spoof QinQ (802.1ad)"}
 
 
-def _attacks(w: l2_kit.World, agent: l2_kit.Agent) -> list[tuple[str, Callable[[], bool]]]:
+def _attacks(w: l2attack.World, agent: l2attack.Agent) -> list[tuple[str, Callable[[], bool]]]:
     out: list[tuple[str, Callable[[], bool]]] = [
-        ("identity theft via FDB", lambda: l2_kit.identity_theft_attempt(w, agent, "db1"))]
+        ("identity theft via FDB", lambda: l2attack.identity_theft_attempt(w, agent, "db1"))]
     for variant, title in VARIANT_NAMES.items():
-        out.append((title, lambda v=variant: l2_kit.arp_spoof_attempt(w, agent, "db1", v)))
-    out.append(("FDB poisoning", lambda: l2_kit.fdb_poison_attempt(w, agent, "db1")))
+        out.append((title, lambda v=variant: l2attack.arp_spoof_attempt(w, agent, "db1", v)))
+    out.append(("FDB poisoning", lambda: l2attack.fdb_poison_attempt(w, agent, "db1")))
     return out
 
 
-def _recover(dc, w: l2_kit.World, timeout: float = 10.0) -> None:
+def _recover(dc, w: l2attack.World, timeout: float = 10.0) -> None:
     """After a successful attack: wait until db1 holds an address again and re-read them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not dc.link_local_addresses()["db1"]:
@@ -56,12 +55,12 @@ def run(attempts: int = 100) -> list[dict]:
     """Build one datacenter, run each L2 attack ``attempts`` times, tear down; return rows
     ``{"attack": str, "attempts": int, "successes": int}``."""
     os.environ.setdefault("NETSIM_STATE_DIR", tempfile.mkdtemp(prefix="netsim-bench-"))
-    topo = parse(l2_kit.TOPOLOGY, "<abuse_l2 topology>")
+    topo = parse(l2attack.TOPOLOGY, "<abuse_l2 topology>")
     running = dcapi.up(replace(topo, name=f"al2{os.getpid() % 100000:05d}"))
     rows = []
     try:
-        w = l2_kit.World(running)
-        with l2_kit.Agent(running, "web1") as agent:
+        w = l2attack.World(running)
+        with l2attack.Agent(running, "web1") as agent:
             for title, attempt in _attacks(w, agent):
                 successes = 0
                 for _ in range(attempts):

@@ -29,11 +29,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from netsim import names  # noqa: E402
-from netsim.control import SOCKET_NAME  # noqa: E402
-from netsim.datacenter import RunningDatacenter, up  # noqa: E402
-from netsim.safety import emulated_socket  # noqa: E402
-from netsim.topology import grid  # noqa: E402
+from netsim.model import names  # noqa: E402
+from netsim.api.control import SOCKET_NAME  # noqa: E402
+from netsim.api.datacenter import RunningDatacenter, up  # noqa: E402
+from netsim.kernel.safety import emulated_socket  # noqa: E402
+from netsim.model import grid  # noqa: E402
 
 REQUEST = b"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
 

@@ -30,12 +30,12 @@ import tempfile
 import time
 import uuid
 
-from netsim import netns
-from server.background import ServerThread
-from server.driver import ServerConfig
-from server.events import EventStore
-from server.identity import VmIdentity
-from server.testbed import METADATA_ADDRESS, Testbed
+from netsim.kernel import netns
+from netsim_imds.background import ServerThread
+from netsim_imds.driver import ServerConfig
+from netsim_imds.events import EventStore
+from netsim_imds.identity import VmIdentity
+from netsim.harness.testbed import METADATA_ADDRESS, Testbed
 
 PATH = "/metadata/v1/maintenance"
 URL = f"http://{METADATA_ADDRESS}{PATH}"

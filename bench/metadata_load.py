@@ -6,7 +6,7 @@
 Builds a real datacenter (``grid`` with static link-local addresses) and starts its
 daemon, which serves 169.254.169.254:80 on every node. ONE asyncio process then opens
 one keep-alive HTTP/1.1 connection per VM, each socket created inside that VM's
-namespace (``netsim.safety.emulated_socket``), and every VM sends ``GET
+namespace (``netsim.kernel.safety.emulated_socket``), and every VM sends ``GET
 /metadata/scheduledevents`` with ``Metadata: true`` at Azure's limit of 5 requests/s,
 evenly spaced with a random phase per VM (open loop: a request goes out on schedule even
 if the previous answer is late; HTTP/1.1 pipelining then queues it). Latency is from
@@ -37,8 +37,10 @@ import sys
 import tempfile
 import time
 
-from netsim import datacenter, names, safety
-from netsim.topology import grid
+from netsim.api import datacenter
+from netsim.model import names
+from netsim.kernel import safety
+from netsim.model import grid
 
 METADATA = ("169.254.169.254", 80)
 PATH = "/metadata/scheduledevents?api-version=2020-07-01"

@@ -19,9 +19,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from netsim import datacenter as dcapi  # noqa: E402
-from netsim import names, netns  # noqa: E402
-from netsim.topology import grid  # noqa: E402
+from netsim.api import datacenter as dcapi  # noqa: E402
+from netsim.model import names
+from netsim.kernel import netns  # noqa: E402
+from netsim.model import grid  # noqa: E402
 
 
 def open_fds() -> int:

@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from netsim.errors import NetsimError, StateError
-from netsim import netns
-from netsim.names import dc_name_problem, dc_prefix
-from netsim.topology.model import VM, AvailabilitySet, Datacenter, Node
+from netsim.kernel import netns
+from netsim.model.names import dc_name_problem, dc_prefix
+from netsim.model.topology import VM, AvailabilitySet, Datacenter, Node
 
 DEFAULT_STATE_DIR = "/var/lib/netsim"
 DEFAULT_RUN_DIR = "/run/netsim"
@@ -73,7 +73,7 @@ class StateDir:
     """The state folder of one datacenter."""
 
     def __init__(self, dc_name: str, root: str | None = None) -> None:
-        from netsim.names import check_dc_name  # before any path is built from the name
+        from netsim.model.names import check_dc_name  # before any path is built from the name
         self.dc_name = check_dc_name(dc_name)
         self.path = os.path.join(root or state_root(), dc_name)
         self._journal_fd: int | None = None
@@ -225,7 +225,7 @@ def _pid_records(records: list[list[str]]) -> list[tuple[int, str, str]]:
 
 
 def _release_host_settings(dc_name: str) -> None:
-    from netsim import hostsettings  # late: hostsettings needs the teardown helpers
+    from netsim.kernel import hostsettings  # late: hostsettings needs the teardown helpers
     hostsettings.release(dc_name)
 
 
@@ -235,7 +235,7 @@ class RunDir:
     folder is corrupt or gone."""
 
     def __init__(self, dc_name: str, root: str | None = None) -> None:
-        from netsim.names import check_dc_name  # before any path is built from the name
+        from netsim.model.names import check_dc_name  # before any path is built from the name
         self.dc_name = check_dc_name(dc_name)
         self.path = os.path.join(root or run_root(), dc_name)
 

@@ -22,13 +22,13 @@ import json
 import re
 from dataclasses import dataclass
 
-from server import documents
-from server.events import EventView
-from server.http import Request
-from server.response import JSON, TEXT, Response, error_response, json_response
-from server.identity import VmIdentity
-from server.ratelimit import RateLimiter
-from server.versions import INSTANCE_VERSIONS, SCHEDULED_EVENTS_VERSIONS, newest_of
+from netsim_imds import documents
+from netsim_imds.events import EventView
+from netsim_imds.http import Request
+from netsim_imds.response import JSON, TEXT, Response, error_response, json_response
+from netsim_imds.identity import VmIdentity
+from netsim_imds.ratelimit import RateLimiter
+from netsim_imds.versions import INSTANCE_VERSIONS, SCHEDULED_EVENTS_VERSIONS, newest_of
 
 # Quoted by the reference (section 2.6 and the FAQ it cites).
 MISSING_HEADER = "Bad request. Required metadata header not specified"

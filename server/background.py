@@ -1,4 +1,4 @@
-"""Run a :class:`~server.driver.MetadataServer` on an event loop in a background thread.
+"""Run a :class:`~netsim_imds.driver.MetadataServer` on an event loop in a background thread.
 
 For callers that are not asyncio programs themselves (tests, benchmarks, a synchronous
 daemon): every method blocks until the loop has done the work.
@@ -11,9 +11,9 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Coroutine, TypeVar
 
-from server.api import ApiConfig
-from server.driver import MetadataServer, Resolver, ServerConfig
-from server.events import EventView
+from netsim_imds.api import ApiConfig
+from netsim_imds.driver import MetadataServer, Resolver, ServerConfig
+from netsim_imds.events import EventView
 
 T = TypeVar("T")
 

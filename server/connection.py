@@ -1,8 +1,8 @@
 """One client connection of the metadata server (the asyncio protocol), bounded.
 
-Bytes go to the sans-IO parser (:mod:`server.http`), requests to the API
-(:mod:`server.api`); how much it is served at a time, and when it is read, follow the
-fairness policy (:mod:`server.fairness`) that :class:`~server.driver.MetadataServer`
+Bytes go to the sans-IO parser (:mod:`netsim_imds.http`), requests to the API
+(:mod:`netsim_imds.api`); how much it is served at a time, and when it is read, follow the
+fairness policy (:mod:`netsim_imds.fairness`) that :class:`~netsim_imds.driver.MetadataServer`
 applies across connections.
 """
 
@@ -13,13 +13,13 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from server.fairness import BYTES_PER_UNIT
-from server.http import HttpError, LocalProtocolError, ProtocolError, Request, RequestParser
-from server.identity import VmIdentity
-from server.response import CONTINUE, error_response, protocol_error_response, serialize
+from netsim_imds.fairness import BYTES_PER_UNIT
+from netsim_imds.http import HttpError, LocalProtocolError, ProtocolError, Request, RequestParser
+from netsim_imds.identity import VmIdentity
+from netsim_imds.response import CONTINUE, error_response, protocol_error_response, serialize
 
 if TYPE_CHECKING:
-    from server.driver import MetadataServer, Node
+    from netsim_imds.driver import MetadataServer, Node
 
 
 class Connection(asyncio.Protocol):
@@ -27,7 +27,7 @@ class Connection(asyncio.Protocol):
 
     Bounded (issue 9): it is served at most a turn's budget of requests at a time; while
     it has requests left unanswered, or answers its client does not read, it is not read
-    (the kernel's buffers push back on the client); the policy is :mod:`server.fairness`.
+    (the kernel's buffers push back on the client); the policy is :mod:`netsim_imds.fairness`.
     """
 
     def __init__(self, node: Node, owner: "MetadataServer") -> None:
@@ -170,7 +170,7 @@ class Connection(asyncio.Protocol):
         """Answer up to ``quota`` units of buffered requests: (units used, work left).
 
         A request costs one unit plus one per ``BYTES_PER_UNIT`` bytes of it
-        (:func:`server.fairness.request_cost`, counted here over the batch)."""
+        (:func:`netsim_imds.fairness.request_cost`, counted here over the batch)."""
         transport = self.transport
         assert transport is not None  # callers check (take_turn, data_received)
         parser = self.parser

@@ -12,9 +12,9 @@ import time
 from email.utils import formatdate
 from typing import Iterable
 
-from server.events import Event
-from server.identity import VmIdentity
-from server.versions import (COMPUTE_FIELD_SINCE, EVENT_FIELD_SINCE, EVENT_TYPE_SINCE,
+from netsim_imds.events import Event
+from netsim_imds.identity import VmIdentity
+from netsim_imds.versions import (COMPUTE_FIELD_SINCE, EVENT_FIELD_SINCE, EVENT_TYPE_SINCE,
                              UNDERSCORE_RESOURCES_UNTIL)
 
 

@@ -3,8 +3,8 @@
 Design from ``shared/reference/measured-anchors.md`` section 2: a plain
 ``asyncio.Protocol`` (no streams), TCP_NODELAY, a big listen backlog and every
 response (or every batch of pipelined responses) in ONE ``write``. The protocol logic
-lives in :mod:`server.http` and :mod:`server.api`, the fairness policy in
-:mod:`server.fairness`; this module and :mod:`server.connection` only move bytes, read
+lives in :mod:`netsim_imds.http` and :mod:`netsim_imds.api`, the fairness policy in
+:mod:`netsim_imds.fairness`; this module and :mod:`netsim_imds.connection` only move bytes, read
 the clock, enforce timeouts and apply the policy.
 
 For each node, :meth:`MetadataServer.add_node` opens the listening socket *inside* the
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Callable
 
-from netsim import netns
+from netsim.kernel import netns
 from netsim.errors import NetsimError
-from server.api import ApiConfig, MetadataApi
-from server.events import EventView
-from server.connection import Connection
-from server.fairness import Admission, FairScheduler, Limits, LogLimiter
-from server.identity import VmIdentity
+from netsim_imds.api import ApiConfig, MetadataApi
+from netsim_imds.events import EventView
+from netsim_imds.connection import Connection
+from netsim_imds.fairness import Admission, FairScheduler, Limits, LogLimiter
+from netsim_imds.identity import VmIdentity
 
 log = logging.getLogger("netsim.server")
 
@@ -51,7 +51,7 @@ class ServerConfig:
     """Driver tunables. ``header_timeout``: seconds a client has to send a whole request
     once it started one (slow clients are dropped with 408); ``idle_timeout``: seconds an
     idle keep-alive connection is kept; ``address``/``port``: where to listen; ``limits``:
-    each caller's share and the service's bounds (:class:`~server.fairness.Limits`)."""
+    each caller's share and the service's bounds (:class:`~netsim_imds.fairness.Limits`)."""
 
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
@@ -98,7 +98,7 @@ class MetadataServer:
         self.clock = _Clock()
         self._nodes: dict[str, Node] = {}
         self._sweeper: asyncio.TimerHandle | None = None
-        # The fairness policy (server.fairness), keyed by (node, VM name or "peer ADDRESS").
+        # The fairness policy (netsim_imds.fairness), keyed by (node, VM name or "peer ADDRESS").
         self.admission: Admission[tuple[str, str]] = Admission(limits.connections_per_caller,
                                                                limits.connections_total)
         self.scheduler: FairScheduler[tuple[str, str], Connection] = FairScheduler(limits.turn_budget)

@@ -83,7 +83,7 @@ class EventStore:
 
     ``on_approve`` is called with the started event the first time a VM approves it
     (the host agent makes the event real from there). Not thread-safe: change it from
-    the server's event loop (e.g. :meth:`server.background.ServerThread.run`).
+    the server's event loop (e.g. :meth:`netsim_imds.background.ServerThread.run`).
     """
 
     def __init__(self, events: Iterable[Event] = (),

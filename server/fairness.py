@@ -18,7 +18,7 @@ bounded share:
 
 Nothing here reads a clock or touches a socket: time is the ``now`` argument and the
 work itself is a callback, so tests run on invented timelines. The driver
-(:mod:`server.driver`) applies the policy.
+(:mod:`netsim_imds.driver`) applies the policy.
 """
 
 from __future__ import annotations

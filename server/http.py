@@ -8,12 +8,12 @@ carrying the status to answer with:
 - :class:`ProtocolError` -- the *peer* broke HTTP (malformed request, over a limit);
   answer ``exc.status`` and close the connection.
 - :class:`LocalProtocolError` -- *our* code misused the API (fed a failed parser,
-  serialized an impossible response in :mod:`server.response`); a bug, answered as
+  serialized an impossible response in :mod:`netsim_imds.response`); a bug, answered as
   500 if at all.
 
 Only what a metadata service needs is supported: ``Content-Length`` bodies (chunked
 requests get 501), keep-alive and pipelining, ``Connection: close`` and HTTP/1.0.
-Responses are built and serialized by :mod:`server.response`.
+Responses are built and serialized by :mod:`netsim_imds.response`.
 """
 
 from __future__ import annotations

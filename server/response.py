@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from server.http import HttpError, LocalProtocolError
+from netsim_imds.http import HttpError, LocalProtocolError
 
 REASONS = {
     100: "Continue", 200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden",

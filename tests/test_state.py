@@ -6,7 +6,7 @@ import os
 import pytest
 
 from netsim.state import CORRUPT_DIR, CorruptStateError, RunDir, StateDir, known_datacenters
-from netsim.topology import load
+from netsim.model import load
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from netsim import safety
+from netsim.kernel import safety
 from netsim.errors import NetsimError
 from netsim.linklocal import linkio
 from netsim.linklocal.arp import decode_frame, encode_frame

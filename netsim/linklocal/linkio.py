@@ -1,7 +1,7 @@
 """The kernel side of one VM's claim: its raw ARP socket and its address.
 
 Everything here happens in the VM's namespace without moving the caller: the socket is
-created there (:func:`netsim.netns.socket_in`), names and indexes resolve in the
+created there (:func:`netsim.kernel.netns.socket_in`), names and indexes resolve in the
 socket's own namespace, and addresses change over an rtnetlink socket opened there.
 Measured costs that shaped the code are noted where they matter.
 """
@@ -16,10 +16,10 @@ import socket
 import struct
 from concurrent.futures import ThreadPoolExecutor
 
-from netsim import netns
+from netsim.kernel import netns
 from netsim.linklocal.arp import ETH_P_ARP
 from netsim.linklocal.errors import LinkLocalError
-from netsim.rtnl import Rtnl, RtnlError
+from netsim.kernel.rtnl import Rtnl, RtnlError
 
 _SOL_PACKET = 263
 _PACKET_IGNORE_OUTGOING = 23  # Linux >= 4.20: the kernel keeps our own frames from us

@@ -4,7 +4,7 @@ host agents' durable event repository.
 - :mod:`~netsim.maintenance.planner`: :class:`Planner`, sans-IO; inputs take ``now``,
   outputs are actions (:mod:`~netsim.maintenance.actions`) with idempotency keys.
 - :mod:`~netsim.maintenance.repository`: :class:`Repository` (SQLite, WAL) and
-  :class:`NodeEventView`, the :class:`server.events.EventView` the metadata server reads.
+  :class:`NodeEventView`, the :class:`netsim_imds.events.EventView` the metadata server reads.
 - :mod:`~netsim.maintenance.tables`: notices, descriptions and both state tables.
 
 The driver's loop (exactly once, across SIGKILL):

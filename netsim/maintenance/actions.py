@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Union
 
-from server.events import EVENT_TYPES, Event
+from netsim_imds.events import EVENT_TYPES, Event
 
 from netsim.maintenance.errors import MaintenanceError
 
@@ -33,7 +33,7 @@ def event_to_dict(event: Event) -> dict:
 
 
 def event_from_dict(data: dict) -> Event:
-    """The :class:`~server.events.Event` written by :func:`event_to_dict`."""
+    """The :class:`~netsim_imds.events.Event` written by :func:`event_to_dict`."""
     return Event(**{**data, "resources": tuple(data["resources"])})
 
 

@@ -26,9 +26,9 @@ import math
 import random
 from typing import Any, Iterable, Sequence
 
-from server.events import EVENT_TYPES, SOURCES, Event
+from netsim_imds.events import EVENT_TYPES, SOURCES, Event
 
-from netsim import bounds
+from netsim.model import bounds
 from netsim.maintenance.actions import Action, Heal
 from netsim.maintenance.book import EventBook
 from netsim.maintenance.errors import IllegalInput, MaintenanceError, UnknownWalk, WalkInProgress
@@ -37,7 +37,7 @@ from netsim.maintenance.records import EventRecord, WalkRecord, WalkStatus
 from netsim.maintenance.tables import (DEFAULT_DESCRIPTION, DEFAULT_DURATION_S, DEFAULT_HEARTBEAT_TIMEOUT_S,
                                        EMERGENCY, GONE_KINDS, MAINTENANCE, MIN_NOTICE_S, USER_DESCRIPTION,
                                        WALK_HINTS, WALK_TRANSITIONS, EventInput, Origin, Phase, WalkInput, WalkState)
-from netsim.topology.model import Datacenter
+from netsim.model.topology import Datacenter
 
 STATE_VERSION = 1
 """Version of the :meth:`Planner.to_dict` format."""

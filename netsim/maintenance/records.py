@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from server.events import Event
+from netsim_imds.events import Event
 
 from netsim.maintenance.actions import event_from_dict, event_to_dict
 from netsim.maintenance.tables import Origin, Phase, WalkState

@@ -2,7 +2,7 @@
 
 What it holds (schema in :data:`SCHEMA`):
 
-- ``events``: the events each node shows, every :class:`~server.events.Event` field,
+- ``events``: the events each node shows, every :class:`~netsim_imds.events.Event` field,
   in the order they were filed (rowid);
 - ``nodes``: each node's ``incarnation``, the DocumentIncarnation of what it shows,
   raised by every change (file, status change, removal), 1 before the first;
@@ -17,7 +17,7 @@ before it. Readers are cheap: each node's events are cached until the next write
 writes by another process are noticed through ``PRAGMA data_version``.
 
 :class:`NodeEventView` serves one node's events to the metadata server (it implements
-:class:`server.events.EventView`).
+:class:`netsim_imds.events.EventView`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Callable
 
-from server.events import Event
+from netsim_imds.events import Event
 
-from netsim import bounds
+from netsim.model import bounds
 from netsim.maintenance.actions import REPOSITORY_ACTIONS, Action, FileEvent, RemoveEvent, UpdateEvent
 from netsim.maintenance.errors import RepositoryError
 
@@ -366,7 +366,7 @@ class Repository:
 
 
 class NodeEventView:
-    """One node's events as the metadata server reads them (:class:`server.events.EventView`).
+    """One node's events as the metadata server reads them (:class:`netsim_imds.events.EventView`).
 
     Reads come straight from the repository (cached per incarnation). Approving marks the
     event Started on every node holding it, durably, then calls the hook once, so the

@@ -15,7 +15,7 @@ import pytest
 
 from netsim.linklocal import RFC_TIMERS, Timers
 from netsim.linklocal.driver import LinkLocalDriver
-from netsim.linklocal.lab import Lab
+from netsim.harness.lab import Lab
 
 FAST: Timers = RFC_TIMERS.scaled(5)
 """The timer profile of namespace tests: a clean claim takes 0.8-1.4 s."""

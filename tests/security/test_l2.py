@@ -1,7 +1,7 @@
 """Layer-2 attacks from a hostile VM (issue 9), across real namespaces.
 
 web1 attacks db1, its neighbour on node n1, from inside its own namespace (scapy, raw
-frames: :mod:`l2_agent`); web2 is an honest VM on node n2. Each test is bounded in frames
+frames: :mod:`l2agent`); web2 is an honest VM on node n2. Each test is bounded in frames
 and time, and asserts both that the attack fails and that honest VMs are unaffected.
 """
 
@@ -14,8 +14,9 @@ import sys
 
 import pytest
 
-import l2_kit
-from netsim import names, nft
+from netsim.harness import l2attack
+from netsim.model import names
+from netsim.kernel import nft
 
 pytestmark = pytest.mark.root
 
@@ -24,33 +25,33 @@ MARKER = "6e73696d2d6c322d6d61726b"  # b"nsim-l2-mark"
 
 @pytest.fixture
 def l2(datacenter_factory):
-    """(World, Agent in web1) on a fresh datacenter of :data:`l2_kit.TOPOLOGY`."""
-    dc = datacenter_factory(l2_kit.TOPOLOGY)
-    world = l2_kit.World(dc)
-    with l2_kit.Agent(dc, "web1") as agent:
+    """(World, Agent in web1) on a fresh datacenter of :data:`l2attack.TOPOLOGY`."""
+    dc = datacenter_factory(l2attack.TOPOLOGY)
+    world = l2attack.World(dc)
+    with l2attack.Agent(dc, "web1") as agent:
         yield world, agent
 
 
-def counter(w: l2_kit.World, comment: str, node: str = "n1") -> int:
+def counter(w: l2attack.World, comment: str, node: str = "n1") -> int:
     """Packets the port-security rule with ``comment`` dropped on ``node``."""
     out = nft.run(names.node_ns(w.dc.name, node), "list table bridge netsim_portsec")
     line = next(line for line in out.splitlines() if f'comment "{comment}"' in line)
     return int(re.search(r"packets (\d+)", line).group(1))
 
 
-def assert_honest_vms_unaffected(w: l2_kit.World) -> None:
+def assert_honest_vms_unaffected(w: l2attack.World) -> None:
     """Every VM is answered as itself, db1 kept its address, and both sides of db1's link
     still map each other's address to the right MAC."""
     assert {vm: w.identity(vm) for vm in ("web1", "db1", "web2")} == {"web1": "web1", "db1": "db1", "web2": "web2"}
     assert w.current_link_local("db1") == w.link_local["db1"]
     assert w.neighbour("node:n1", w.link_local["db1"]) == w.mac["db1"]
-    assert w.neighbour("db1", l2_kit.METADATA) == w.node_mac
+    assert w.neighbour("db1", l2attack.METADATA) == w.node_mac
     assert w.fdb_port("n1", w.mac["db1"]) == w.port["db1"]
 
 
 def test_vm_ports_neither_learn_nor_flood_and_pin_each_vms_mac(l2):
     w, _ = l2
-    from netsim.rtnl import Rtnl
+    from netsim.kernel.rtnl import Rtnl
     with Rtnl.in_namespace(names.node_ns(w.dc.name, "n1")) as sock:
         entries = {mac: (port, static) for mac, port, static in sock.fdb_entries(names.NIC_INDEX)}
         for vm in ("web1", "db1"):
@@ -60,15 +61,15 @@ def test_vm_ports_neither_learn_nor_flood_and_pin_each_vms_mac(l2):
     assert w.mac["web2"] not in entries  # web2 lives on n2
 
 
-@pytest.mark.parametrize("variant", list(l2_kit.TAGS))
+@pytest.mark.parametrize("variant", list(l2attack.TAGS))
 def test_arp_spoofing_of_a_neighbour_and_of_the_metadata_address_fails(l2, variant):
     w, agent = l2
-    rule = "only untagged IPv4 and ARP from a VM" if l2_kit.TAGS[variant] else "ARP for an address another VM owns"
+    rule = "only untagged IPv4 and ARP from a VM" if l2attack.TAGS[variant] else "ARP for an address another VM owns"
     before = counter(w, rule)
-    successes = [l2_kit.arp_spoof_attempt(w, agent, "db1", variant) for _ in range(3)]
+    successes = [l2attack.arp_spoof_attempt(w, agent, "db1", variant) for _ in range(3)]
     assert successes == [False] * 3
     assert counter(w, rule) > before  # the rule meant for this variant is what stopped it
-    if not l2_kit.TAGS[variant]:
+    if not l2attack.TAGS[variant]:
         assert counter(w, "ARP for the metadata address") > 0
     assert_honest_vms_unaffected(w)
 
@@ -76,7 +77,7 @@ def test_arp_spoofing_of_a_neighbour_and_of_the_metadata_address_fails(l2, varia
 def test_fdb_poisoning_cannot_move_a_neighbours_mac_nor_leak_its_frames(l2):
     w, agent = l2
     before = counter(w, "MAC spoofing")
-    assert [l2_kit.fdb_poison_attempt(w, agent, "db1") for _ in range(3)] == [False] * 3
+    assert [l2attack.fdb_poison_attempt(w, agent, "db1") for _ in range(3)] == [False] * 3
     assert counter(w, "MAC spoofing") > before
     assert_honest_vms_unaffected(w)
 
@@ -94,9 +95,9 @@ def test_identity_theft_through_the_fdb_fails(l2):
     assert_honest_vms_unaffected(w)
 
 
-def _sniffed(w: l2_kit.World, frames: list[dict], rounds: int = 3) -> dict:
+def _sniffed(w: l2attack.World, frames: list[dict], rounds: int = 3) -> dict:
     """Send ``frames`` from web1 while db1 listens; what db1 saw, by outer ethertype."""
-    with l2_kit.Agent(w.dc, "db1") as listener, l2_kit.Agent(w.dc, "web1") as sender:
+    with l2attack.Agent(w.dc, "db1") as listener, l2attack.Agent(w.dc, "web1") as sender:
         listener.write("sniff", seconds=1.0, marker=MARKER)
         listener.read()
         sender.call("send", frames=frames, rounds=rounds, gap=0.05)
@@ -109,8 +110,8 @@ def test_only_untagged_ipv4_and_arp_pass_a_vm_port(l2):
             "ip_dst": w.link_local["db1"], "marker": MARKER}
     raw = {"kind": "ethertype", "src": w.mac["web1"], "dst": w.mac["db1"], "payload": MARKER + "00" * 40}
     blocked = [
-        {**icmp, "tags": l2_kit.TAGS["vlan0"]}, {**icmp, "tags": l2_kit.TAGS["vlan0-priority"]},
-        {**icmp, "tags": l2_kit.TAGS["qinq"]}, {**icmp, "tags": [[0x88A8, 0, 0]]}, {**icmp, "tags": [[0x8100, 0, 7]]},
+        {**icmp, "tags": l2attack.TAGS["vlan0"]}, {**icmp, "tags": l2attack.TAGS["vlan0-priority"]},
+        {**icmp, "tags": l2attack.TAGS["qinq"]}, {**icmp, "tags": [[0x88A8, 0, 0]]}, {**icmp, "tags": [[0x8100, 0, 7]]},
         {**raw, "type": 0x86DD}, {**raw, "type": 0x88CC}, {**raw, "type": 0x8035}, {**raw, "type": 0x9000},
         {**raw, "type": 0x0040},  # an 802.3 length field, not an ethertype
     ]
@@ -135,7 +136,7 @@ def test_ipv4_only_from_addresses_the_vm_owns_or_a_free_link_local_one(l2):
         return {"kind": "icmp", "src": w.mac["web1"], "dst": w.mac["db1"], "ip_src": src,
                 "ip_dst": w.dc.routable_address("db1"), "marker": MARKER}
 
-    spoofed = [w.link_local["db1"], w.dc.routable_address("db1"), l2_kit.METADATA, w.dc.routable_address("web2"),
+    spoofed = [w.link_local["db1"], w.dc.routable_address("db1"), l2attack.METADATA, w.dc.routable_address("web2"),
                "198.18.0.1", "0.0.0.0"]
     assert _sniffed(w, [echo(src) for src in spoofed]) == {}
     # Its own addresses pass, and so does a link-local address nobody owns (RFC 3927 probes
@@ -151,10 +152,10 @@ def test_ipv4_only_from_addresses_the_vm_owns_or_a_free_link_local_one(l2):
 
 def test_a_flood_with_the_victims_mac_does_not_disturb_the_victim(l2):
     w, agent = l2
-    poller = w.dc.popen("db1", [sys.executable, "-c", l2_kit.poller_script(count=30, rate=10, timeout=2.0)],
+    poller = w.dc.popen("db1", [sys.executable, "-c", l2attack.poller_script(count=30, rate=10, timeout=2.0)],
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        flood = agent.call("flood", wait=20, frames=l2_kit.poison_frames(w, "web1", "db1"), rate=2000, seconds=2.0)
+        flood = agent.call("flood", wait=20, frames=l2attack.poison_frames(w, "web1", "db1"), rate=2000, seconds=2.0)
         out, err = poller.communicate(timeout=30)
     finally:
         if poller.poll() is None:
@@ -172,14 +173,14 @@ def test_caller_identity_trusts_only_the_pinned_forwarding_entry(l2, host_exec):
 
     def instance_info() -> str:
         return host_exec("db1", "curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
-                         "--interface", routable, f"http://{l2_kit.METADATA}/metadata/v1/InstanceInfo").stdout
+                         "--interface", routable, f"http://{l2attack.METADATA}/metadata/v1/InstanceInfo").stdout
 
     # Were db1's entry ever learned rather than pinned (a port that learns), it is not trusted.
     replaced = host_exec("node:n1", "bridge", "fdb", "replace", w.mac["db1"], "dev", names.vm_port("db1"),
                          "master", "dynamic")
     assert replaced.returncode == 0, replaced.stderr
     assert instance_info() == "403"
-    from netsim.rtnl import Rtnl
+    from netsim.kernel.rtnl import Rtnl
     with Rtnl.in_namespace(names.node_ns(w.dc.name, "n1")) as sock:
         sock.pin_port(w.port["db1"], w.mac["db1"])
         sock.flush()
@@ -189,7 +190,7 @@ def test_caller_identity_trusts_only_the_pinned_forwarding_entry(l2, host_exec):
 
 def test_pinned_entries_survive_a_port_and_a_bridge_going_down_and_up(l2):
     w, _ = l2
-    from netsim.rtnl import Rtnl
+    from netsim.kernel.rtnl import Rtnl
     with Rtnl.in_namespace(names.node_ns(w.dc.name, "n1")) as sock:
         # A frozen VM's port, then a failed node's bridge (netsim node fail / recover).
         for index in (w.port["db1"], names.NIC_INDEX):

@@ -1,6 +1,6 @@
 """Fixtures for the metadata server tests.
 
-- ``vm`` (function): a :class:`~server.identity.VmIdentity` ``vm1`` of availability set ``web``.
+- ``vm`` (function): a :class:`~netsim_imds.identity.VmIdentity` ``vm1`` of availability set ``web``.
 - ``parse`` (function): ``parse(raw)`` -> the requests the parser yields for ``raw``.
 - ``need_root`` (function): skips the test without root, or fails it when ``CI=true``.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from server_testlib import make_vm, parse_all, require_root
-from server.identity import VmIdentity
+from tests.server.support import make_vm, parse_all, require_root
+from netsim_imds.identity import VmIdentity
 
 
 @pytest.fixture

@@ -1,0 +1,200 @@
+"""Loading a topology from TOML, with errors that name the file, line and field.
+
+Format (every key but ``name`` is optional)::
+
+    [datacenter]
+    name = "dc1"            # at most 8 characters: it prefixes every namespace
+    location = "westeurope"
+    linklocal = "claim"     # RFC 3927 over raw ARP; or "static" (deterministic addresses)
+    timers = "rfc"          # or "fast" (RFC 3927 intervals divided; not conformant)
+
+    [[node]]
+    name = "n1"
+
+    [[availability_set]]
+    name = "web"
+    update_domains = 5
+    fault_domains = 2
+
+    [[vm]]
+    name = "web1"
+    availability_set = "web"   # domains are assigned round-robin unless given
+    node = "n1"                # default: fault domain f goes to node f mod #nodes
+    update_domain = 0
+    fault_domain = 0
+    services = ["python3 -m http.server 8080"]
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from typing import Any
+
+from netsim.model import bounds
+from netsim.errors import TopologyError
+from netsim.model.topology import VM, AvailabilitySet, Datacenter, Node
+from netsim.model.validate import validate
+
+_KEYS = {
+    "datacenter": {"name", "location", "linklocal", "timers"},
+    "node": {"name"},
+    "availability_set": {"name", "update_domains", "fault_domains"},
+    "vm": {"name", "node", "availability_set", "update_domain", "fault_domain", "services", "size", "os_type"},
+}
+_CHOICES = {"linklocal": ("static", "claim"), "timers": ("rfc", "fast")}
+DEFAULT_TOPOLOGY = "default.toml"
+MAX_FILE_BYTES = 16 << 20  # a topology of thousands of VMs is well under 1 MB; /dev/zero is not a topology
+
+
+class _Locator:
+    """Finds the line of ``key`` in the ``index``-th ``[table]``/``[[table]]`` of a TOML text."""
+
+    _HEADER = re.compile(r"^\s*\[(\[)?\s*([A-Za-z0-9_.-]+)\s*\]")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.sections: list[tuple[str, int, int]] = []  # (table, ordinal, header line)
+        self.keys: dict[tuple[str, int, str], int] = {}
+        counts: dict[str, int] = {}
+        current: tuple[str, int] | None = None
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if m := self._HEADER.match(line):
+                table = m.group(2)
+                ordinal = counts.get(table, 0) if m.group(1) else -1
+                counts[table] = counts.get(table, 0) + (1 if m.group(1) else 0)
+                current = (table, ordinal)
+                self.sections.append((table, ordinal, lineno))
+            elif current and (m := self._KEY.match(line)):
+                self.keys.setdefault((current[0], current[1], m.group(1)), lineno)
+
+    def __call__(self, table: str, index: int, key: str) -> int | None:
+        if (line := self.keys.get((table, index, key))) is not None:
+            return line
+        for t, ordinal, lineno in self.sections:
+            if t == table and ordinal == index:
+                return lineno
+        return None
+
+
+def _get(data: dict, key: str, kind: type, default: Any, fail) -> Any:
+    if key not in data:
+        return default
+    value = data[key]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        fail(key, f"must be an integer, not {value!r}")
+    if kind is str and not isinstance(value, str):
+        fail(key, f"must be a string, not {value!r}")
+    if kind is list and not (isinstance(value, list) and all(isinstance(s, str) for s in value)):
+        fail(key, f"must be a list of strings, not {value!r}")
+    return value
+
+
+def parse(text: str, file: str | None = None) -> Datacenter:
+    """Parse and validate a topology given as TOML text."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"at line (\d+)", str(exc))
+        raise TopologyError(f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None) from None
+    locate = _Locator(text)
+
+    def failer(table: str, index: int):
+        def fail(key: str, message: str):
+            field = f"{table}[{index}].{key}" if index >= 0 else f"{table}.{key}"
+            raise TopologyError(message, file=file, line=locate(table, index, key), field=field)
+        return fail
+
+    for table in data:
+        if table not in _KEYS:
+            raise TopologyError(f"unknown table [{table}] (known: {', '.join(sorted(_KEYS))})",
+                                file=file, line=locate(table, -1, "") or locate(table, 0, ""), field=table)
+    dc_table = data.get("datacenter", {})
+    if not isinstance(dc_table, dict):
+        raise TopologyError("[datacenter] must be a table", file=file, field="datacenter")
+    tables: dict[str, list[dict]] = {}
+    for table in ("node", "availability_set", "vm"):
+        items = data.get(table, [])
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise TopologyError(f"write each {table} as a [[{table}]] table", file=file,
+                                line=locate(table, -1, ""), field=table)
+        tables[table] = items
+    for table, items in (("datacenter", [dc_table]), *tables.items()):
+        for i, item in enumerate(items):
+            index = -1 if table == "datacenter" else i
+            for key in item:
+                if key not in _KEYS[table]:
+                    failer(table, index)(key, f"unknown key {key!r} (known: {', '.join(sorted(_KEYS[table]))})")
+            if table != "datacenter" and "name" not in item:
+                failer(table, index)("name", f"every [[{table}]] needs a name")
+
+    fail = failer("datacenter", -1)
+    settings = {key: _get(dc_table, key, str, default, fail)
+                for key, default in (("location", "westeurope"), ("linklocal", "claim"), ("timers", "rfc"))}
+    for key, choices in _CHOICES.items():
+        if settings[key] not in choices:
+            fail(key, f"must be one of {', '.join(repr(c) for c in choices)}, not {settings[key]!r}")
+
+    nodes = tuple(Node(_get(n, "name", str, None, failer("node", i)), i) for i, n in enumerate(tables["node"]))
+    avsets = []
+    for i, a in enumerate(tables["availability_set"]):
+        f = failer("availability_set", i)
+        counts = {}
+        for key, bound in (("update_domains", bounds.UPDATE_DOMAINS), ("fault_domains", bounds.FAULT_DOMAINS)):
+            counts[key] = _get(a, key, int, getattr(AvailabilitySet, key), f)
+            # Checked here, not only in validate(): VMs are spread over these counts below.
+            if problem := bounds.problem(counts[key], bound, f"{key} (Azure's limits)"):
+                f(key, problem)
+        avsets.append(AvailabilitySet(_get(a, "name", str, None, f), **counts))
+    avset_by_name = {a.name: a for a in avsets}
+    members: dict[str, int] = {}
+    vms = []
+    for i, v in enumerate(tables["vm"]):
+        f = failer("vm", i)
+        avset_name = _get(v, "availability_set", str, None, f)
+        ordinal = members.get(avset_name, 0) if avset_name else i
+        if avset_name:
+            members[avset_name] = ordinal + 1
+        avset = avset_by_name.get(avset_name) if avset_name else None
+        # Azure assigns update and fault domains round-robin in order of creation.
+        ud = _get(v, "update_domain", int, ordinal % avset.update_domains if avset else 0, f)
+        fd = _get(v, "fault_domain", int, ordinal % avset.fault_domains if avset else 0, f)
+        default_node = nodes[(fd if avset else i) % len(nodes)].name if nodes else ""
+        vms.append(VM(
+            name=_get(v, "name", str, None, f),
+            node=_get(v, "node", str, default_node, f),
+            index=i,
+            availability_set=avset_name,
+            update_domain=ud,
+            fault_domain=fd,
+            services=tuple(_get(v, "services", list, [], f)),
+            size=_get(v, "size", str, VM.size, f),
+            os_type=_get(v, "os_type", str, VM.os_type, f),
+        ))
+    dc = Datacenter(name=_get(dc_table, "name", str, "dc1", fail), nodes=nodes, vms=tuple(vms),
+                    availability_sets=tuple(avsets), source=file, **settings)
+    validate(dc, locate, file)
+    return dc
+
+
+def load(path: str | None = None) -> Datacenter:
+    """Load a topology file, or the embedded default when ``path`` is None."""
+    if path is None:
+        text = resources.files("netsim.model").joinpath(DEFAULT_TOPOLOGY).read_text()
+        return parse(text, "<default topology>")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TopologyError(f"cannot read the topology file: {exc.strerror}", file=path) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise TopologyError(f"is larger than {MAX_FILE_BYTES >> 20} MiB; a topology is a small TOML text file",
+                            file=path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise TopologyError("not a TOML text file: its bytes are not UTF-8 text; give a topology in TOML",
+                            file=path, line=line) from None
+    return parse(text, path)

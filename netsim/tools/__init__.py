@@ -1,0 +1,1 @@
+"""Operator tools: the ``netsim`` command line, ``watch``, ``reach``, ``capture`` and ``demo``."""
