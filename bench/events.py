@@ -34,14 +34,15 @@ from netsim.api.control import SOCKET_NAME  # noqa: E402
 from netsim.api.datacenter import RunningDatacenter, up  # noqa: E402
 from netsim.kernel.safety import emulated_socket  # noqa: E402
 from netsim.model import grid  # noqa: E402
+from netsim_imds.address import METADATA_ADDRESS, METADATA_PORT  # noqa: E402
 
-REQUEST = b"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
+REQUEST = f"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: {METADATA_ADDRESS}\r\n\r\n".encode()
 
 
 async def open_in(dc: RunningDatacenter, vm: str):
     sock = emulated_socket(names.vm_ns(dc.name, vm), socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("169.254.169.254", 80))
+    await asyncio.get_running_loop().sock_connect(sock, (METADATA_ADDRESS, METADATA_PORT))
     return await asyncio.open_connection(sock=sock)
 
 

@@ -3,7 +3,7 @@
 
 Run as root: .venv/bin/python bench/linklocal.py [--nodes 100] [--vms-per-node 10] [--fast F] [--runs N]
 
-The namespaces come from :class:`netsim.harness.lab.Lab` (named ``nsim-llbench-<pid>-``)
+The namespaces come from :class:`netsim.harness.testbed.Testbed` (named ``nsim-llbench-<pid>-``)
 and are removed at the end. The driver runs in this process's main thread and nothing
 else runs in it, so the process CPU and RSS deltas are the driver's. A forked child
 captures every ARP frame on every node bridge (kernel timestamps) to check the RFC
@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from netsim.linklocal import RFC_TIMERS, Bind, ClaimState, first_candidate  # noqa: E402
 from netsim.linklocal.arp import decode_frame  # noqa: E402
 from netsim.linklocal.driver import LinkLocalDriver  # noqa: E402
-from netsim.harness.lab import Lab  # noqa: E402
+from netsim.harness.testbed import Testbed  # noqa: E402
 
 SO_TIMESTAMPNS = 35
 TOL_EARLY, TOL_LATE = 0.02, 0.08
@@ -54,7 +54,7 @@ def cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def capture(lab: Lab, conn) -> None:
+def capture(lab: Testbed, conn) -> None:
     """Child process: record (ts, frame) from every node bridge until told to stop."""
     socks = []
     for i in range(lab.n_nodes):
@@ -114,7 +114,7 @@ def check_windows(frames: list[tuple[float, bytes]], timers, addresses: dict[str
 
 def one_run(nodes: int, per_node: int, factor: float, profile: str | None = None) -> dict:
     timers = RFC_TIMERS.scaled(factor)
-    lab = Lab(f"nsim-llbench-{os.getpid()}-", nodes, per_node, mac_tag=0x4b)
+    lab = Testbed(f"nsim-llbench-{os.getpid()}-", nodes, per_node, mac_tag=0x4b)
     t_build = time.perf_counter()
     lab.build()
     t_build = time.perf_counter() - t_build

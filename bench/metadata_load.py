@@ -39,12 +39,13 @@ import time
 
 from netsim.api import datacenter
 from netsim.model import names
-from netsim.kernel import safety
+from netsim.kernel import procfs, safety
 from netsim.model import grid
+from netsim_imds.address import METADATA_ADDRESS, METADATA_PORT
 
-METADATA = ("169.254.169.254", 80)
+METADATA = (METADATA_ADDRESS, METADATA_PORT)
 PATH = "/metadata/scheduledevents?api-version=2020-07-01"
-REQUEST = (f"GET {PATH} HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\n"
+REQUEST = (f"GET {PATH} HTTP/1.1\r\nHost: {METADATA_ADDRESS}\r\nMetadata: true\r\n"
            "User-Agent: netsim-bench\r\n\r\n").encode()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 GOAL_P99_MS = 20.0
@@ -182,9 +183,7 @@ def restore(changed: dict[str, tuple[str, str]]) -> None:
 
 def proc_cpu(pid: int) -> float:
     """CPU seconds (utime + stime, all threads) of a process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return procfs.cpu_seconds(pid)
 
 
 def machine_times() -> list[int]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+# The root is defined by the metadata service (netsim_imds imports nothing from netsim):
+# one hierarchy for both packages.
+from netsim_imds.errors import NetsimError
 
-class NetsimError(Exception):
-    """Base of every netsim error; its message says what went wrong and what to do."""
+__all__ = ["BuildError", "HostNotFound", "NamespaceError", "NetsimError", "NotRootError", "RootNamespaceError",
+           "StateError", "TopologyError", "IllegalInput"]
 
 
 class TopologyError(NetsimError):
@@ -44,3 +47,16 @@ class RootNamespaceError(NetsimError):
 
 class NotRootError(NetsimError):
     """The operation needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)."""
+
+
+class IllegalInput(NetsimError):
+    """An input arrived in a state of a machine (an RFC 3927 claim, a maintenance event or
+    walk) whose transition table has no row for it. ``state`` and ``event`` name the two,
+    ``what`` the machine (e.g. ``walk W-1``); the message says what the caller should do."""
+
+    def __init__(self, state: object, event: object, hint: str = "", *, what: str = "") -> None:
+        self.what, self.state, self.event = what, state, event
+        name = getattr(state, "name", state)
+        ev = getattr(event, "name", event)
+        msg = f"{what + ': ' if what else ''}input {ev} is not allowed in state {name}"
+        super().__init__(f"{msg}; {hint}" if hint else msg)

@@ -66,6 +66,7 @@ def datacenter_from_json(data: dict) -> Datacenter:
         vms=tuple(VM(**{**v, "services": tuple(v["services"])}) for v in data["vms"]),
         availability_sets=tuple(AvailabilitySet(**a) for a in data["availability_sets"]),
         location=data["location"], linklocal=data["linklocal"], timers=data["timers"], source=data.get("source"),
+        cloud=data.get("cloud", Datacenter.cloud),  # a state folder written before the key existed: the default
     )
 
 

@@ -11,9 +11,9 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Coroutine, TypeVar
 
-from netsim_imds.api import ApiConfig
-from netsim_imds.driver import MetadataServer, Resolver, ServerConfig
+from netsim_imds.driver import MetadataServer, Resolver, ServerConfig, SocketFactory
 from netsim_imds.events import EventView
+from netsim_imds.flavors import Flavor
 
 T = TypeVar("T")
 
@@ -21,12 +21,12 @@ T = TypeVar("T")
 class ServerThread:
     """A thread running an event loop that runs one :class:`MetadataServer`.
 
-    Use as a context manager (``with ServerThread(config) as st: st.add_node(...)``);
-    leaving it closes the server and stops the thread.
+    Use as a context manager (``with ServerThread(config, socket_factory=f) as st:
+    st.add_node(...)``); leaving it closes the server and stops the thread.
     """
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
-        self.server = MetadataServer(config)
+    def __init__(self, config: ServerConfig | None = None, *, socket_factory: SocketFactory | None = None) -> None:
+        self.server = MetadataServer(config, socket_factory=socket_factory)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="metadata-server", daemon=True)
         self._started = False
@@ -58,9 +58,13 @@ class ServerThread:
         return self.call(call_fn(), timeout)
 
     def add_node(self, node_name: str, ns_name: str, resolve: Resolver, events: EventView,
-                 api: ApiConfig | None = None) -> None:
+                 flavor: Flavor | None = None) -> None:
         """See :meth:`MetadataServer.add_node`."""
-        self.call(self.server.add_node(node_name, ns_name, resolve, events, api))
+        self.call(self.server.add_node(node_name, ns_name, resolve, events, flavor))
+
+    def notify(self, node_name: str) -> None:
+        """See :meth:`MetadataServer.notify` (safe from any thread; does not wait)."""
+        self.loop.call_soon_threadsafe(self.server.notify, node_name)
 
     def remove_node(self, node_name: str) -> None:
         """See :meth:`MetadataServer.remove_node`."""

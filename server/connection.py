@@ -1,9 +1,15 @@
 """One client connection of the metadata server (the asyncio protocol), bounded.
 
-Bytes go to the sans-IO parser (:mod:`netsim_imds.http`), requests to the API
-(:mod:`netsim_imds.api`); how much it is served at a time, and when it is read, follow the
+Bytes go to the sans-IO parser (:mod:`netsim_imds.http`), requests to the node's flavor
+(:mod:`netsim_imds.flavors`); how much it is served at a time, and when it is read, follow the
 fairness policy (:mod:`netsim_imds.fairness`) that :class:`~netsim_imds.driver.MetadataServer`
 applies across connections.
+
+A flavor may answer a :class:`~netsim_imds.flavors.Wait`: the request is *parked* (a timer
+on the loop, no thread) and the requests pipelined behind it wait with it, since HTTP/1.1
+answers in order. A parked connection is still read, so that a client that goes away
+frees its slot at once (its request is dropped), up to :data:`PARKED_READ_LIMIT` bytes.
+A response's socket options are applied by :mod:`netsim_imds.sockopts`.
 """
 
 from __future__ import annotations
@@ -13,13 +19,29 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from netsim_imds import sockopts
 from netsim_imds.fairness import BYTES_PER_UNIT
+from netsim_imds.flavors import Wait
 from netsim_imds.http import HttpError, LocalProtocolError, ProtocolError, Request, RequestParser
 from netsim_imds.identity import VmIdentity
-from netsim_imds.response import CONTINUE, error_response, protocol_error_response, serialize
+from netsim_imds.response import CONTINUE, Response, error_response, protocol_error_response, serialize
 
 if TYPE_CHECKING:
     from netsim_imds.driver import MetadataServer, Node
+
+PARKED_READ_LIMIT = 64 * 1024
+"""Bytes a parked connection may pipeline behind its waiting request before it is not read."""
+
+TOO_MANY_WAITING = "Too many waiting requests. At most {} requests of a VM may wait at once"
+
+
+class Parked:
+    """A request that waits: the flavor's :class:`Wait`, and the timer of its deadline."""
+
+    __slots__ = ("request", "wait", "timer")
+
+    def __init__(self, request: Request, wait: Wait, timer: asyncio.TimerHandle) -> None:
+        self.request, self.wait, self.timer = request, wait, timer
 
 
 class Connection(asyncio.Protocol):
@@ -45,6 +67,8 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.memory_paused = False
         self.reading = True
+        self.parked: Parked | None = None
+        self.options: sockopts.Applied | None = None  # socket options a response set
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -84,6 +108,8 @@ class Connection(asyncio.Protocol):
         owner.memory_waiters.discard(self)
         owner.buffered -= self.accounted
         self.accounted = 0
+        if self.parked is not None:
+            self.unpark()  # its client went away: drop the request, free the slot
         owner.release_memory()
 
     # -- backpressure: read only while nothing waits on this connection ---------------------
@@ -92,7 +118,8 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        want = not (more or self.write_paused or self.memory_paused or self in self.owner.scheduler)
+        want = not (more or self.write_paused or self.memory_paused or self in self.owner.scheduler
+                    or (self.parked is not None and self.parser.buffered > PARKED_READ_LIMIT))
         if want != self.reading:
             self.reading = want
             if want:
@@ -150,8 +177,8 @@ class Connection(asyncio.Protocol):
         owner.buffered += len(data)
         self.accounted += len(data)
         queued = owner.scheduler.queued
-        if self.write_paused or self in queued:
-            pass  # its turn will come; reading is already paused
+        if self.write_paused or self in queued or self.parked is not None:
+            pass  # its turn will come (or its waiting request's answer); reading is paused if need be
         elif queued:
             owner.ready(self)  # others wait: take a turn like them
         else:
@@ -183,7 +210,8 @@ class Connection(asyncio.Protocol):
         try:
             while (request := parser.next_request()) is not None:
                 count += 1
-                out.append(self._answer(request, now, date))
+                if not self._answer(request, now, date, out):
+                    break  # parked: the requests behind it wait for its answer
                 if not request.keep_alive:
                     close = True
                     break
@@ -214,44 +242,146 @@ class Connection(asyncio.Protocol):
         if close:
             transport.close()
             return used, False
+        if self.parked is not None:
+            return used, False  # its deadline is the wait's (expire() leaves it alone)
+        self._set_deadline(now, bool(out))
+        return used, more
+
+    def _set_deadline(self, now: float, answered: bool) -> None:
         # Timeouts: a started request must complete within header_timeout of its first
         # byte (slowloris); an idle connection lives for idle_timeout.
-        if parser.in_progress:
-            if out or not self.reading_request:  # a (new) request started
+        if self.parser.in_progress:
+            if answered or not self.reading_request:  # a (new) request started
                 self.reading_request = True
                 self.deadline = now + self.owner.config.header_timeout
-        elif out:
+        elif answered:
             self.reading_request = False
             self.deadline = now + self.owner.config.idle_timeout
-        return used, more
 
     def take_turn(self, quota: int) -> tuple[int, bool]:
         """:meth:`serve` as the scheduler calls it; a connection with requests left stays unread."""
         transport = self.transport
-        if transport is None or transport.is_closing() or self.write_paused:
+        if transport is None or transport.is_closing() or self.write_paused or self.parked is not None:
             return 0, False
         used, more = self.serve(quota)
         self._update_reading(more)
         return used, more
 
-    def _answer(self, request: Request, now: float, date: str) -> bytes:
+    def _answer(self, request: Request, now: float, date: str, out: list[bytes]) -> bool:
+        """Append the answer to ``request`` to ``out``; False: the request is parked."""
         try:
-            response = self.node.api.handle(request, self._identity(), self.node.events, now)
-            return serialize(response, keep_alive=request.keep_alive, date=date,
-                             head=request.method == "HEAD", http10=request.http_version == "1.0")
-        except HttpError as exc:
+            response = self.node.flavor.handle(request, self._identity(), self.node.events, now)
+            if response.__class__ is Response and not response.socket_options and self.options is None:
+                # The usual answer: no wait, no socket option (the keep-alive fast path).
+                out.append(serialize(response, keep_alive=request.keep_alive, date=date,
+                                     head=request.method == "HEAD", http10=request.http_version == "1.0"))
+                return True
+        except Exception as exc:
+            response = self._failed(request, exc)
+        if isinstance(response, Wait):
+            return self._park(request, response, now, date, out)
+        self._emit(request, response, date, out)
+        return True
+
+    def _failed(self, request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HttpError):
             self.owner.log_for(self.key, logging.ERROR, "node %s: cannot answer %.80r from %s: %s",
                                self.node.name, request.target, self.key[1], _one_line(exc))
-            return serialize(protocol_error_response(exc), keep_alive=request.keep_alive, date=date)
+            return protocol_error_response(exc)
+        self.owner.log_for(self.key, logging.ERROR, "node %s: error answering %s %.80r from %s: %s",
+                           self.node.name, request.method, request.target, self.key[1], _one_line(exc))
+        return error_response(500, "Internal server error")
+
+    def _emit(self, request: Request, response: Response, date: str, out: list[bytes]) -> None:
+        if response.socket_options or self.options is not None:
+            self._socket_options(response, out)
+        try:
+            out.append(serialize(response, keep_alive=request.keep_alive, date=date,
+                                 head=request.method == "HEAD", http10=request.http_version == "1.0"))
+        except HttpError as exc:  # the flavor built an impossible response (a bug of ours)
+            out.append(serialize(self._failed(request, exc), keep_alive=request.keep_alive, date=date))
+
+    def _socket_options(self, response: Response, out: list[bytes]) -> None:
+        """Set the options ``response`` carries before its bytes are written (the answers
+        before it go out first, with the options they had); see :mod:`netsim_imds.sockopts`
+        for when the connection's own values come back."""
+        transport = self.transport
+        assert transport is not None
+        if response.socket_options:
+            if out:
+                transport.write(b"".join(out))
+                out.clear()
+            self.options = sockopts.apply(transport, response.socket_options, self.options)
+        elif self.options is not None and not out and sockopts.restore_if_sent(transport, self.options):
+            self.options = None
+
+    # -- parked requests ---------------------------------------------------------------------
+
+    def _park(self, request: Request, wait: Wait, now: float, date: str, out: list[bytes]) -> bool:
+        owner = self.owner
+        if not owner.parking.admit(self.key):
+            limit = owner.limits.parked_per_caller
+            owner.log_for(self.key, logging.WARNING, "node %s: %s has %d requests waiting (limit %d): answering 429",
+                          self.node.name, self.key[1], owner.parking.open_of(self.key), limit)
+            self._emit(request, error_response(429, TOO_MANY_WAITING.format(limit), headers=(("Retry-After", "1"),)),
+                       date, out)
+            return True
+        timer = asyncio.get_running_loop().call_later(max(0.0, wait.deadline - now), self.wake, True)
+        self.parked = Parked(request, wait, timer)
+        self.node.parked.add(self)
+        return False
+
+    def unpark(self) -> None:
+        """Forget the parked request (answered, or its connection is gone) and free its slot."""
+        parked = self.parked
+        if parked is None:
+            return
+        self.parked = None
+        parked.timer.cancel()
+        self.node.parked.discard(self)
+        self.owner.parking.release(self.key)
+
+    def wake(self, expired: bool) -> None:
+        """Call the flavor again for the parked request: its node's events changed, or
+        (``expired``) its deadline came. An answer is written, and the requests pipelined
+        behind it are served in this caller's turns; another Wait parks it again."""
+        parked, transport = self.parked, self.transport
+        if parked is None or transport is None or transport.is_closing():
+            self.unpark()
+            return
+        request, wait = parked.request, parked.wait
+        now = time.time()
+        if expired:
+            now = max(now, wait.deadline)  # the loop's timer may fire a hair early
+        try:
+            answer = wait.resume(self.node.events, now)
         except Exception as exc:
-            self.owner.log_for(self.key, logging.ERROR, "node %s: error answering %s %.80r from %s: %s",
-                               self.node.name, request.method, request.target, self.key[1], _one_line(exc))
-            return serialize(error_response(500, "Internal server error"), keep_alive=request.keep_alive,
-                             date=date)
+            answer = self._failed(request, exc)
+        if isinstance(answer, Wait):
+            if answer.deadline > now:
+                parked.wait = answer
+                if answer.deadline != wait.deadline:
+                    parked.timer.cancel()
+                    parked.timer = asyncio.get_running_loop().call_later(answer.deadline - now, self.wake, True)
+                return
+            answer = self._failed(request, RuntimeError("the flavor went on waiting past its deadline"))
+        self.unpark()
+        out: list[bytes] = []
+        self._emit(request, answer, self.owner.clock.date(now), out)
+        if out:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if not request.keep_alive:
+            transport.close()
+            return
+        self._set_deadline(now, True)
+        if self.parser.buffered:
+            self.owner.ready(self)  # the requests pipelined behind it, in this caller's turn
+        self._update_reading()
 
     def expire(self, now: float) -> None:
-        """Drop the connection if its deadline passed (408 if a request was in progress)."""
-        if self.transport is None or now < self.deadline:
+        """Drop the connection if its deadline passed (408 if a request was in progress);
+        a parked request's deadline is its wait's."""
+        if self.transport is None or now < self.deadline or self.parked is not None:
             return
         if self.reading_request:
             self.owner.log_for(self.key, logging.INFO, "node %s: %s too slow to send its request: dropped",

@@ -3,13 +3,15 @@
 Design from ``shared/reference/measured-anchors.md`` section 2: a plain
 ``asyncio.Protocol`` (no streams), TCP_NODELAY, a big listen backlog and every
 response (or every batch of pipelined responses) in ONE ``write``. The protocol logic
-lives in :mod:`netsim_imds.http` and :mod:`netsim_imds.api`, the fairness policy in
-:mod:`netsim_imds.fairness`; this module and :mod:`netsim_imds.connection` only move bytes, read
-the clock, enforce timeouts and apply the policy.
+lives in :mod:`netsim_imds.http` and the node's flavor (:mod:`netsim_imds.flavors`), the
+fairness policy in :mod:`netsim_imds.fairness`; this module and :mod:`netsim_imds.connection`
+only move bytes, read the clock, enforce timeouts, park and wake waiting requests and apply
+the policy.
 
-For each node, :meth:`MetadataServer.add_node` opens the listening socket *inside* the
-node's namespace (``netns.socket_in``), bound to 169.254.169.254:80, so one process
-serves every node's copy of that address.
+For each node, :meth:`MetadataServer.add_node` has the caller's socket factory open the
+listening socket *inside* the node's namespace (netsim hands ``netns.socket_in``: this
+package imports nothing from netsim), bound to 169.254.169.254:80, so one process serves
+every node's copy of that address.
 """
 
 from __future__ import annotations
@@ -23,23 +25,26 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Callable
 
-from netsim.kernel import netns
-from netsim.errors import NetsimError
-from netsim_imds.api import ApiConfig, MetadataApi
-from netsim_imds.events import EventView
+from netsim_imds import flavors
+from netsim_imds.address import METADATA_ADDRESS, METADATA_PORT
 from netsim_imds.connection import Connection
+from netsim_imds.errors import NetsimError
+from netsim_imds.events import EventView
 from netsim_imds.fairness import Admission, FairScheduler, Limits, LogLimiter
+from netsim_imds.flavors import Flavor, FlavorFactory
 from netsim_imds.identity import VmIdentity
 
 log = logging.getLogger("netsim.server")
 
-METADATA_ADDRESS = "169.254.169.254"
-METADATA_PORT = 80
 BACKLOG = 4096
 SOCKET_BUFFER = 128 * 1024  # SO_RCVBUF/SO_SNDBUF of client sockets (the kernel doubles it)
 
 Resolver = Callable[[str], "VmIdentity | None"]
 """Maps a peer IPv4 address to the VM behind it (None: not a VM of this node)."""
+
+SocketFactory = Callable[[str], socket.socket]
+"""``factory(namespace)``: a new, unbound TCP/IPv4 socket opened inside that network
+namespace (netsim passes one built on ``netns.socket_in``); errors are NetsimErrors."""
 
 
 class ServerError(NetsimError):
@@ -51,14 +56,16 @@ class ServerConfig:
     """Driver tunables. ``header_timeout``: seconds a client has to send a whole request
     once it started one (slow clients are dropped with 408); ``idle_timeout``: seconds an
     idle keep-alive connection is kept; ``address``/``port``: where to listen; ``limits``:
-    each caller's share and the service's bounds (:class:`~netsim_imds.fairness.Limits`)."""
+    each caller's share and the service's bounds (:class:`~netsim_imds.fairness.Limits`);
+    ``flavor``: the API served, a registered name (:func:`netsim_imds.flavors.resolve`) or a
+    factory that makes one node's :class:`~netsim_imds.flavors.Flavor`."""
 
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
     address: str = METADATA_ADDRESS
     port: int = METADATA_PORT
-    api: ApiConfig = field(default_factory=ApiConfig)
     limits: Limits = field(default_factory=Limits)
+    flavor: "str | FlavorFactory" = flavors.DEFAULT_FLAVOR
 
 
 class _Clock:
@@ -78,22 +85,27 @@ class _Clock:
 class Node:
     """Everything the server keeps for one node."""
 
-    def __init__(self, name: str, ns_name: str, resolve: Resolver, events: EventView, api: MetadataApi) -> None:
-        self.name, self.ns_name, self.resolve, self.events, self.api = name, ns_name, resolve, events, api
+    def __init__(self, name: str, ns_name: str, resolve: Resolver, events: EventView, flavor: Flavor) -> None:
+        self.name, self.ns_name, self.resolve, self.events, self.flavor = name, ns_name, resolve, events, flavor
         self.server: asyncio.AbstractServer | None = None
         self.connections: set[Connection] = set()
+        self.parked: set[Connection] = set()  # connections whose request waits (a flavor's Wait)
 
 
 class MetadataServer:
     """Serves the metadata APIs on 169.254.169.254:80 of many node namespaces, from one loop.
 
     Use from inside the event loop: ``await add_node(...)``, ``await remove_node(...)``,
-    ``await close()``. Each node gets its own :class:`MetadataApi` (and so its own
-    per-VM rate limiter).
+    ``notify(node)``, ``await close()``. Each node gets its own flavor instance (and so,
+    for Azure, its own per-VM rate limiter). ``socket_factory`` opens the listening
+    sockets inside the nodes' namespaces (:data:`SocketFactory`).
     """
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
+    def __init__(self, config: ServerConfig | None = None, *, socket_factory: SocketFactory | None = None) -> None:
         self.config = config or ServerConfig()
+        self.socket_factory = socket_factory
+        flavor = self.config.flavor
+        self.new_flavor: FlavorFactory = flavors.resolve(flavor) if isinstance(flavor, str) else flavor
         self.limits = limits = self.config.limits
         self.clock = _Clock()
         self._nodes: dict[str, Node] = {}
@@ -107,6 +119,10 @@ class MetadataServer:
         self.buffered = 0  # bytes received and not yet answered, every connection
         self.memory_waiters: set[Connection] = set()
         self._turn: asyncio.Handle | None = None
+        # Parked requests (a flavor's Wait), bounded per caller and in all.
+        self.parking: Admission[tuple[str, str]] = Admission(limits.parked_per_caller, limits.parked_total)
+        self._notified: set[str] = set()
+        self._wake: asyncio.Handle | None = None
 
     # -- the fairness policy, applied --------------------------------------------------------
 
@@ -142,6 +158,27 @@ class MetadataServer:
                 msg += f" ({suppressed} earlier lines of {key[1]} on node {key[0]} suppressed)"
             log.log(level, msg, *args)
 
+    # -- parked requests ---------------------------------------------------------------------
+
+    def notify(self, node_name: str) -> None:
+        """Node ``node_name``'s events changed: call the flavor again for each of its parked
+        requests (soon, on the loop; several calls before then wake them once). Call it
+        from the loop's thread (:meth:`ServerThread.notify` from another); an unknown node
+        is ignored (it may have just been removed)."""
+        if node_name not in self._nodes:
+            return
+        self._notified.add(node_name)
+        if self._wake is None:
+            self._wake = asyncio.get_running_loop().call_soon(self._wake_notified)
+
+    def _wake_notified(self) -> None:
+        self._wake = None
+        names, self._notified = self._notified, set()
+        for name in names:
+            node = self._nodes.get(name)
+            for conn in list(node.parked) if node is not None else ():
+                conn.wake(expired=False)
+
     @property
     def nodes(self) -> list[str]:
         """Names of the nodes being served."""
@@ -154,25 +191,27 @@ class MetadataServer:
     def stats(self) -> dict[str, int]:
         """What the bounds apply to, now: ``connections`` open (admitted), ``buffered`` bytes
         received and not yet answered, the largest ``write_buffer`` of one connection (answers
-        not yet sent), ``waiting_callers`` with a turn due, ``paused_for_memory`` connections."""
+        not yet sent), ``waiting_callers`` with a turn due, ``paused_for_memory`` connections,
+        ``parked`` requests (a flavor's Wait)."""
         conns = [c for node in self._nodes.values() for c in node.connections]
         writes = [c.transport.get_write_buffer_size() for c in conns if c.transport is not None]
         return {"connections": len(conns), "buffered": self.buffered, "write_buffer": max(writes, default=0),
-                "waiting_callers": self.scheduler.waiting, "paused_for_memory": len(self.memory_waiters)}
+                "waiting_callers": self.scheduler.waiting, "paused_for_memory": len(self.memory_waiters),
+                "parked": sum(len(node.parked) for node in self._nodes.values())}
 
     async def add_node(self, node_name: str, ns_name: str, resolve: Resolver, events: EventView,
-                       api: ApiConfig | None = None) -> None:
+                       flavor: Flavor | None = None) -> None:
         """Listen on 169.254.169.254:80 inside namespace ``ns_name`` and serve node ``node_name``.
 
-        ``resolve(peer_ip)`` maps each client to its VM (None: answer 403); it is called
-        once per connection on the event loop, so it must be quick (a cached neighbour
-        table, not a netlink dump per call). ``events`` are the node's scheduled events;
-        ``api`` overrides the server's API settings.
+        ``resolve(peer_ip)`` maps each client to its VM (None: not a VM of this node); it is
+        called once per connection on the event loop, so it must be quick (a cached
+        neighbour table, not a netlink dump per call). ``events`` are the node's events;
+        ``flavor`` replaces the one the server's flavor factory would make for this node.
         """
         if node_name in self._nodes:
             raise ServerError(f"node {node_name!r} is already served; remove_node() it first")
         sock = self._listen_socket(node_name, ns_name)
-        node = Node(node_name, ns_name, resolve, events, MetadataApi(api or self.config.api))
+        node = Node(node_name, ns_name, resolve, events, flavor if flavor is not None else self.new_flavor())
         loop = asyncio.get_running_loop()
         try:
             node.server = await loop.create_server(lambda: Connection(node, self), sock=sock, backlog=BACKLOG)
@@ -185,8 +224,11 @@ class MetadataServer:
                  node_name, self.config.address, self.config.port, ns_name)
 
     def _listen_socket(self, node_name: str, ns_name: str) -> socket.socket:
+        if self.socket_factory is None:
+            raise ServerError(f"node {node_name!r}: no socket factory; pass MetadataServer(socket_factory=...) "
+                              "that opens a socket in a namespace (netsim.harness.testbed.tcp_socket_in)")
         try:
-            sock = netns.socket_in(ns_name, socket.AF_INET, socket.SOCK_STREAM)
+            sock = self.socket_factory(ns_name)
         except NetsimError as exc:
             raise ServerError(f"node {node_name!r}: cannot open a socket in namespace {ns_name!r}: {exc}") from exc
         try:
@@ -218,6 +260,8 @@ class MetadataServer:
     async def _close_node(self, node: Node) -> None:
         if node.server is not None:
             node.server.close()
+        for conn in list(node.parked):
+            conn.unpark()
         for conn in list(node.connections):
             if conn.transport is not None:
                 conn.transport.abort()

@@ -45,7 +45,9 @@ class Limits:
     answering it, and the level at which it resumes (backpressure). ``buffered_total``:
     bytes received and not yet answered, summed over the service; above it, connections
     that send more are paused until the total halves. ``log_lines`` per ``log_interval``
-    seconds per caller, ``log_lines_total`` for the whole service.
+    seconds per caller, ``log_lines_total`` for the whole service. ``parked_per_caller`` /
+    ``parked_total``: requests that may wait at once (a flavor's
+    :class:`~netsim_imds.flavors.Wait`, e.g. a long poll); one more is answered 429.
     """
 
     connections_per_caller: int = 64
@@ -57,10 +59,12 @@ class Limits:
     log_lines: int = 5
     log_lines_total: int = 100
     log_interval: float = 10.0
+    parked_per_caller: int = 16
+    parked_total: int = 65536
 
     def __post_init__(self) -> None:
         for name in ("connections_per_caller", "connections_total", "turn_budget", "write_buffer_high",
-                     "buffered_total", "log_lines", "log_lines_total"):
+                     "buffered_total", "log_lines", "log_lines_total", "parked_per_caller", "parked_total"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")
         if not 0 <= self.write_buffer_low <= self.write_buffer_high:

@@ -18,13 +18,17 @@ Responses are built and serialized by :mod:`netsim_imds.response`.
 
 from __future__ import annotations
 
-import enum
 import re
-from dataclasses import dataclass, field
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-from netsim.errors import NetsimError
+from netsim_imds.errors import NetsimError
+from netsim_imds.parserstate import TRANSITIONS, Input, State, transitions_as_mermaid
+from netsim_imds.request import Headers, Request, make_request
+
+__all__ = ["HttpError", "LocalProtocolError", "ProtocolError", "Headers", "Request", "RequestParser", "State",
+           "Input", "TRANSITIONS", "transitions_as_mermaid", "MAX_REQUEST_LINE", "MAX_HEADER_BYTES",
+           "MAX_HEADER_FIELDS", "MAX_BODY"]
 
 MAX_REQUEST_LINE = 8 * 1024   # longer request line -> 414
 MAX_HEADER_BYTES = 16 * 1024  # longer header block -> 431
@@ -49,120 +53,6 @@ class LocalProtocolError(HttpError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, 500)
-
-
-# -- events ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Headers:
-    """Request header fields in arrival order; lookup ignores case, duplicates are kept.
-
-    ``items`` holds ``(name, value)`` pairs as received (names keep their case, values
-    are stripped of surrounding whitespace and decoded as ISO-8859-1).
-    """
-
-    items: tuple[tuple[str, str], ...] = ()
-    _lower: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_lower", tuple(n.lower() for n, _ in self.items))
-
-    @classmethod
-    def _make(cls, items: tuple[tuple[str, str], ...], lower: tuple[str, ...]) -> "Headers":
-        # The parser already lower-cased the names; skip __init__'s per-field setattr.
-        obj = object.__new__(cls)
-        obj.__dict__.update(items=items, _lower=lower)
-        return obj
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """Value of the first field called ``name`` (any case), or ``default``."""
-        key = name.lower()
-        for i, n in enumerate(self._lower):
-            if n == key:
-                return self.items[i][1]
-        return default
-
-    def get_all(self, name: str) -> list[str]:
-        """Values of every field called ``name`` (any case), in arrival order."""
-        key = name.lower()
-        return [self.items[i][1] for i, n in enumerate(self._lower) if n == key]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lower
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
-@dataclass(frozen=True)
-class Request:
-    """One complete HTTP request.
-
-    ``target`` is the request-target as sent; ``path`` its path part (not
-    percent-decoded); ``query`` the decoded ``(name, value)`` pairs in order, duplicates
-    kept; ``keep_alive`` whether the connection may carry another request afterwards.
-    """
-
-    method: str
-    target: str
-    path: str
-    query: tuple[tuple[str, str], ...]
-    headers: Headers
-    body: bytes = b""
-    keep_alive: bool = True
-    http_version: str = "1.1"
-
-
-def _request(method: str, target: str, path: str, query: tuple[tuple[str, str], ...], headers: Headers,
-             body: bytes, keep_alive: bool, version: str) -> Request:
-    # Same object as Request(...), without the frozen dataclass's per-field
-    # object.__setattr__ (about 1 us per request on the hot path).
-    obj = object.__new__(Request)
-    obj.__dict__.update(method=method, target=target, path=path, query=query, headers=headers,
-                        body=body, keep_alive=keep_alive, http_version=version)
-    return obj
-
-
-# -- the parser's state machine, as a table ---------------------------------------
-
-class State(enum.StrEnum):
-    """Where a :class:`RequestParser` stands (a StrEnum: its hash is str's, in C)."""
-
-    HEAD = "head"      # waiting for (the rest of) a request head
-    BODY = "body"      # head parsed, waiting for Content-Length body bytes
-    CLOSED = "closed"  # the peer asked to close after its last request; later bytes are ignored
-    ERROR = "error"    # the peer broke the protocol; the connection must be closed
-
-
-class Input(enum.StrEnum):
-    """What can happen to a parser."""
-
-    HEAD_WITH_BODY = "head with body"
-    REQUEST_KEEP_ALIVE = "request (keep-alive)"
-    REQUEST_CLOSE = "request (close)"
-    PEER_ERROR = "peer error"
-
-
-TRANSITIONS: dict[tuple[State, Input], State] = {
-    (State.HEAD, Input.HEAD_WITH_BODY): State.BODY,
-    (State.HEAD, Input.REQUEST_KEEP_ALIVE): State.HEAD,
-    (State.HEAD, Input.REQUEST_CLOSE): State.CLOSED,
-    (State.HEAD, Input.PEER_ERROR): State.ERROR,
-    (State.BODY, Input.REQUEST_KEEP_ALIVE): State.HEAD,
-    (State.BODY, Input.REQUEST_CLOSE): State.CLOSED,
-    (State.BODY, Input.PEER_ERROR): State.ERROR,
-}
-"""The parser's only transitions; anything else raises :class:`LocalProtocolError`."""
-
-
-def transitions_as_mermaid() -> str:
-    """The parser's state diagram (Mermaid ``stateDiagram``), generated from :data:`TRANSITIONS`."""
-    lines = ["stateDiagram-v2", f"    [*] --> {State.HEAD.value}"]
-    lines += [f"    {a.value} --> {b.value}: {event.value}" for (a, event), b in TRANSITIONS.items()]
-    return "\n".join(lines)
 
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -299,7 +189,7 @@ class RequestParser:
         self._advance(Input.REQUEST_KEEP_ALIVE if keep_alive else Input.REQUEST_CLOSE)
         if not keep_alive:
             self._buf.clear()  # nothing after a request that closes the connection is read
-        return _request(head.method, head.target, head.path, head.query, head.headers, body,
+        return make_request(head.method, head.target, head.path, head.query, head.headers, body,
                         keep_alive, head.version)
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 class VmIdentity:
     """Everything the metadata APIs tell a VM about itself.
 
-    Only the first fields are required; the rest default to plausible Azure values.
-    ``mac`` is written as the kernel does (``02:00:00:00:00:01``); the instance
-    document renders it as Azure does (``020000000001``). ``address``/``prefix`` are the
+    Only the first fields are required; the rest default to plausible values (the image
+    and cloud fields to Azure's, the default flavor; another flavor reads what it needs).
+    ``mac`` is written as the kernel does (``02:00:00:00:00:01``); each flavor renders it
+    its own way (Azure: ``020000000001``). ``address``/``prefix`` are the
     routable (198.18/15) address; ``link_local`` is the RFC 3927 address the VM
     talks to 169.254.169.254 from.
     """
@@ -57,14 +58,3 @@ class VmIdentity:
         if not self.address:
             return ""
         return str(ipaddress.ip_interface(f"{self.address}/{self.prefix}").network.network_address)
-
-    @property
-    def azure_mac(self) -> str:
-        """The MAC as Azure prints it: upper-case hex without separators."""
-        return self.mac.replace(":", "").replace("-", "").upper()
-
-    @property
-    def resource_id(self) -> str:
-        """The VM's Azure resource id."""
-        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-                f"/providers/Microsoft.Compute/virtualMachines/{self.name}")

@@ -27,14 +27,25 @@ JSON = "application/json; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 
 
+SocketOption = tuple[int, int, int]
+"""``(level, option, value)`` as :meth:`socket.socket.setsockopt` takes them, e.g.
+``(socket.IPPROTO_IP, socket.IP_TTL, 1)``."""
+
+
 @dataclass(frozen=True)
 class Response:
-    """A response to serialize: status, body bytes, content type, extra header pairs."""
+    """A response to serialize: status, body bytes, content type, extra header pairs.
+
+    ``socket_options`` are set on the connection's socket before this answer is written
+    (AWS sends its IMDSv2 token reply with IP TTL = the hop limit); the serializer
+    ignores them, the driver (:mod:`netsim_imds.connection`) applies them.
+    """
 
     status: int
     body: bytes = b""
     content_type: str = JSON
     headers: tuple[tuple[str, str], ...] = ()
+    socket_options: tuple[SocketOption, ...] = ()
 
 
 def json_response(status: int, value: object, *, headers: tuple[tuple[str, str], ...] = ()) -> Response:

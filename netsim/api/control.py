@@ -1,4 +1,9 @@
-"""The daemon's control socket: JSON lines over a Unix socket in the state folder."""
+"""The client of the daemon's control socket: JSON lines over a Unix socket in the state folder.
+
+One request ``{"command": NAME, ARG: VALUE, ...}`` per connection, one answer line back.
+The commands, their typed arguments and their refusals are registered in the daemon
+(:mod:`netsim.runtime.commands`); a refusal arrives here as :class:`ControlError`.
+"""
 
 from __future__ import annotations
 

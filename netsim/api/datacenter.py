@@ -23,8 +23,10 @@ from netsim.kernel.builder import Progress, build
 from netsim.errors import NetsimError, StateError
 from netsim.kernel.rtnl import Rtnl
 from netsim.state import RunDir, StateDir, known_datacenters, known_run_datacenters
-from netsim.kernel.teardown import alive, end_recorded, netsim_daemons, remove_namespaces, signal_process, start_time
+from netsim.kernel.procfs import start_time
+from netsim.kernel.teardown import alive, end_recorded, netsim_daemons, remove_namespaces, signal_process
 from netsim.model import addressing
+from netsim.model.plan import plan_of
 from netsim.model.topology import Datacenter
 
 DAEMON_ERROR_PREFIX = "netsim-daemon: error: "
@@ -75,7 +77,7 @@ class RunningDatacenter:
 
     def routable_address(self, vm: str) -> str:
         """The routable (198.18/15) address of a VM."""
-        return addressing.routable_of(self.topology, vm)
+        return plan_of(self.topology).vm(vm).routable
 
     def link_local_addresses(self) -> dict[str, str | None]:
         """Each VM's current link-local address, read from the kernel (None if it has none)."""
@@ -99,6 +101,7 @@ class RunningDatacenter:
         except StateError:
             snap = {"claims": {}, "placement": {}}
         claims, placement = snap["claims"], snap["placement"]
+        plan = plan_of(self.topology)
         vms = []
         for vm in self.topology.vms:
             ns = names.vm_ns(self.name, vm.name)
@@ -107,14 +110,14 @@ class RunningDatacenter:
                 "availability_set": vm.availability_set,
                 "update_domain": vm.update_domain, "fault_domain": vm.fault_domain,
                 "namespace": ns, "present": ns in present,
-                "mac": addressing.vm_mac(self.name, vm.index),
-                "routable": self.routable_address(vm.name), "link_local": lla.get(vm.name),
+                "mac": plan.vm(vm.name).mac,
+                "routable": plan.vm(vm.name).routable, "link_local": lla.get(vm.name),
                 "link_local_mode": self.topology.linklocal,
                 "claim": claims.get(vm.name, {}).get("state"),
             })
         nodes = [{"name": n.name, "namespace": names.node_ns(self.name, n.name),
                   "present": names.node_ns(self.name, n.name) in present,
-                  "subnet": addressing.node_addresses(n.index).subnet,
+                  "subnet": plan.node(n.name).subnet,
                   "metadata": addressing.METADATA_ADDRESS,
                   "failed": n.name in snap.get("failed_nodes", []),
                   "vms": [v.name for v in self.topology.vms if placement.get(v.name, v.node) == n.name]}
@@ -211,7 +214,7 @@ class RunningDatacenter:
         return aside
 
     def request(self, command: str, **args) -> dict:
-        """Send a command to the datacenter's daemon (see :mod:`netsim.runtime.daemon`)."""
+        """Send a command to the datacenter's daemon (the commands: :mod:`netsim.runtime.commands`)."""
         return control.request(self.name, command, **args)
 
     def claims(self) -> dict[str, dict]:

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from netsim.kernel.safety import emulated_socket
+from netsim_imds.address import METADATA_ADDRESS
 
-METADATA_ADDRESS = "169.254.169.254"
-HONEST = b"GET /metadata/v1/InstanceInfo HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
-SMALL = b"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
-BIG = (b"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: 169.254.169.254\r\nX-Pad: " + b"a" * 15_000 + b"\r\n\r\n")
+HONEST = f"GET /metadata/v1/InstanceInfo HTTP/1.1\r\nHost: {METADATA_ADDRESS}\r\n\r\n".encode()
+SMALL = f"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: {METADATA_ADDRESS}\r\n\r\n".encode()
+BIG = SMALL[:-2] + b"X-Pad: " + b"a" * 15_000 + b"\r\n\r\n"
 
 FLOODS: dict[str, tuple[int, bytes]] = {
     "pipeline": (50, SMALL * 200),

@@ -19,6 +19,7 @@ import sys
 import time
 
 from netsim.kernel.safety import require_emulated_namespace
+from netsim_imds.address import METADATA_ADDRESS
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -26,7 +27,7 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 MAX_FRAMES = 20_000   # per command: a flood stops by itself
 MAX_SECONDS = 10.0    # per command
-METADATA = "169.254.169.254"
+METADATA = METADATA_ADDRESS
 
 
 def build(spec: dict) -> bytes:

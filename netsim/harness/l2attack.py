@@ -123,8 +123,9 @@ class World:
 
     def __init__(self, dc) -> None:
         self.dc = dc
-        self.mac = {v.name: addressing.vm_mac(dc.name, v.index) for v in dc.topology.vms}
-        self.port = {v.name: names.PORT_INDEX_BASE + v.index for v in dc.topology.vms}
+        plan = dc.topology.address_plan
+        self.mac = {v.name: plan.vm(v.name).mac for v in dc.topology.vms}
+        self.port = {v.name: plan.vm(v.name).port_index for v in dc.topology.vms}
         self.node_mac = addressing.node_bridge_mac(dc.name)
         self.link_local = dc.link_local_addresses()
 

@@ -13,7 +13,8 @@ import json
 import time
 from typing import Callable
 
-METADATA_ADDRESS = "169.254.169.254"
+from netsim_imds.address import METADATA_ADDRESS
+
 SCHEDULED_EVENTS_VERSION = "2020-07-01"
 INSTANCE_VERSION = "2021-02-01"
 

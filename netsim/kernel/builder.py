@@ -20,10 +20,12 @@ from netsim.kernel.rtnl import Rtnl
 from netsim.state import StateDir
 from netsim.kernel.teardown import remove_namespaces
 from netsim.model import addressing
+from netsim.model.plan import (LINK_LOCAL_ROUTE_METRIC, UPLINK_PREFIXLEN, VM_PREFIXLEN, AddressPlan, VmPlan,
+                               plan_of)
 from netsim.model.topology import Datacenter
 
 Progress = Callable[[str, int, int], None]
-LINK_LOCAL_ROUTE_METRIC = 1024
+__all__ = ["LINK_LOCAL_ROUTE_METRIC", "Progress", "build", "build_workers", "ensure_neighbour_capacity"]
 
 
 def _enter_new(state: StateDir, name: str, *, forwarding: bool = False) -> tuple[Rtnl, int]:
@@ -86,6 +88,7 @@ _PR_SET_PDEATHSIG = 1
 class _Build:
     def __init__(self, dc: Datacenter, state: StateDir, progress: Progress | None) -> None:
         self.dc, self.state, self.progress = dc, state, progress
+        self.plan: AddressPlan = plan_of(dc)
         self.total = len(dc.nodes) + len(dc.vms) + 1 + len(names.EXTRA_HOSTS)
         self.done = 0
         self.report_fd: int | None = None  # in a worker: where progress goes
@@ -216,58 +219,48 @@ class _Build:
 
     def build_node(self, node, fabric: Rtnl) -> None:
         dc = self.dc
-        plan = addressing.node_addresses(node.index)
+        plan = self.plan.node(node.name)
         sock, node_fd = _enter_new(self.state, names.node_ns(dc.name, node.name), forwarding=True)
         try:
             # Every node's bridge has the same MAC, as a cloud's virtual gateway and metadata
             # address do everywhere: a VM moved to another node keeps valid ARP entries.
             sock.add_bridge(names.NODE_BRIDGE, names.NIC_INDEX, mac=addressing.node_bridge_mac(dc.name))
-            sock.add_address(names.NIC_INDEX, addressing.METADATA_ADDRESS, 16)
-            sock.add_address(names.NIC_INDEX, plan.gateway, 24)
+            sock.add_address(names.NIC_INDEX, addressing.METADATA_ADDRESS, addressing.LINK_LOCAL.prefixlen)
+            sock.add_address(names.NIC_INDEX, plan.gateway, VM_PREFIXLEN)
             # The uplink is created from the node; its peer is born in the fabric.
             sock.add_veth(names.NODE_UPLINK, names.UPLINK_INDEX, names.node_port(node.name),
-                          names.PORT_INDEX_BASE + node.index, self.fabric_fd)
-            sock.add_address(names.UPLINK_INDEX, plan.uplink, 31)
+                          plan.fabric_port_index, self.fabric_fd)
+            sock.add_address(names.UPLINK_INDEX, plan.uplink, UPLINK_PREFIXLEN)
             sock.add_route("default", gateway=plan.fabric_side)
             sock.flush()
-            fabric.set_link(names.PORT_INDEX_BASE + node.index, up=True)
-            fabric.add_address(names.PORT_INDEX_BASE + node.index, plan.fabric_side, 31)
+            fabric.set_link(plan.fabric_port_index, up=True)
+            fabric.add_address(plan.fabric_port_index, plan.fabric_side, UPLINK_PREFIXLEN)
             fabric.add_route(plan.subnet, gateway=plan.uplink)
             nft.run(node_fd, nft.NO_LINK_LOCAL_FORWARDING)
             self.step(f"node {node.name}")
-            ports = {}
-            for slot, vm in enumerate(dc.vms_on(node.name)):
-                self.build_vm(vm, slot, node, sock, plan)
-                allowed = [addressing.vm_routable(node.index, slot)]
-                if dc.linklocal == "static":  # claimed addresses are added as VMs claim them
-                    allowed.append(addressing.static_link_local(vm.index))
-                ports[names.vm_port(vm.name)] = (addressing.vm_mac(dc.name, vm.index), allowed)
-            # Loaded even on a node without VMs: VMs may be moved onto it later.
-            nft.run(node_fd, nft.port_security(ports, addressing.METADATA_ADDRESS))
+            for vm in dc.vms_on(node.name):
+                self.build_vm(self.plan.vm(vm.name), sock)
+            # Loaded even on a node without VMs: VMs may be moved onto it later. Claimed
+            # addresses are added as VMs claim them.
+            nft.run(node_fd, nft.port_security(self.plan.port_security(node.name), addressing.METADATA_ADDRESS))
         finally:
             sock.close()
             os.close(node_fd)
 
-    def build_vm(self, vm, slot: int, node, node_sock: Rtnl, plan) -> None:
+    def build_vm(self, vm: VmPlan, node_sock: Rtnl) -> None:
         dc = self.dc
         sock, vm_fd = _enter_new(self.state, names.vm_ns(dc.name, vm.name))
         try:
-            mac = addressing.vm_mac(dc.name, vm.index)
-            node_sock.add_veth(names.vm_port(vm.name), names.PORT_INDEX_BASE + vm.index, names.VM_IFNAME,
-                               names.NIC_INDEX, vm_fd, master=names.NIC_INDEX, peer_mac=mac)
+            node_sock.add_veth(vm.port, vm.port_index, names.VM_IFNAME, names.NIC_INDEX, vm_fd,
+                               master=names.NIC_INDEX, peer_mac=vm.mac)
             # In the same batch, before the VM's eth0 is up: no frame of it is ever learned.
-            node_sock.pin_port(names.PORT_INDEX_BASE + vm.index, mac)
+            node_sock.pin_port(vm.port_index, vm.mac)
             node_sock.flush()
             sock.set_link(names.NIC_INDEX, up=True)
-            sock.add_address(names.NIC_INDEX, addressing.vm_routable(node.index, slot), 24)
-            if dc.linklocal == "static":
-                sock.add_address(names.NIC_INDEX, addressing.static_link_local(vm.index), 16)
-            else:
-                # RFC 3927 section 2.6: link-local destinations are on-link even before
-                # an address is claimed. The metric lets the kernel's own route, with the
-                # claimed address as source, win once there is one.
-                sock.add_route("169.254.0.0/16", oif=names.NIC_INDEX, metric=LINK_LOCAL_ROUTE_METRIC)
-            sock.add_route("default", gateway=plan.gateway)
+            for address, prefixlen in vm.addresses:
+                sock.add_address(names.NIC_INDEX, address, prefixlen)
+            for route in vm.routes:
+                sock.add_route(route.dst, gateway=route.gateway, oif=route.oif, metric=route.metric)
             sock.flush()
         finally:
             sock.close()

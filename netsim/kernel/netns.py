@@ -17,6 +17,7 @@ import socket
 from collections.abc import Iterator
 
 from netsim.errors import NamespaceError
+from netsim.kernel import procfs
 
 CLONE_NEWNET = 0x40000000
 MS_REC = 0x4000
@@ -66,10 +67,7 @@ def current_inode() -> int:
 def root_inode() -> int | None:
     """Inode of the host's own network namespace (PID 1's), or None when PID 1 cannot be
     inspected (in some containers)."""
-    try:
-        return os.stat("/proc/1/ns/net").st_ino
-    except OSError:  # PermissionError in some containers; ENOENT without /proc/1
-        return None
+    return procfs.netns_inode(1)  # None: PermissionError in some containers; ENOENT without /proc/1
 
 
 @contextlib.contextmanager

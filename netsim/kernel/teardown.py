@@ -17,32 +17,24 @@ import os
 import signal
 import time
 
-from netsim.kernel import netns
+from netsim.kernel import netns, procfs
 from netsim.errors import NamespaceError, StateError
 from netsim.kernel.rtnl import MAX_BATCH, Rtnl, assigned_nsids, nsids
 
 
-def start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), or None if there is
-    no such process: with the PID, it identifies a process even after PIDs wrap around."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-        return None
+start_time = procfs.start_time
+"""The kernel's start time of a PID (:func:`netsim.kernel.procfs.start_time`)."""
 
 
 def alive(pid: int, started: str | None = None) -> bool:
     """True while ``pid`` runs (a zombie counts as gone; ours is reaped) and, if
     ``started`` is given, is still the process that started then."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
+    s = procfs.stat(pid)
+    if s is None:
         return False
-    if started is not None and fields[19] != started:
+    if started is not None and s.start_time != started:
         return False
-    if fields[0] in ("Z", "X"):
+    if s.exited:
         try:
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
         except ChildProcessError:
@@ -96,19 +88,15 @@ def netsim_daemons(dc: str | None = None) -> dict[str, list[tuple[int, str]]]:
     """The running netsim daemons (of datacenter ``dc``, or of all), found by their
     command line ``... -m netsim.runtime.daemon --name DC``: ``{dc: [(pid, start time)]}``."""
     found: dict[str, list[tuple[int, str]]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+    for pid in procfs.pids():
+        argv = procfs.cmdline(pid)
+        if argv is None:
             continue
         for i in range(len(argv) - 3):
             if argv[i:i + 3] == ["-m", DAEMON_MODULE, "--name"] and (dc is None or argv[i + 3] == dc):
-                started = start_time(int(entry))
-                if started is not None and alive(int(entry)):
-                    found.setdefault(argv[i + 3], []).append((int(entry), started))
+                started = start_time(pid)
+                if started is not None and alive(pid):
+                    found.setdefault(argv[i + 3], []).append((pid, started))
                 break
     return found
 
@@ -117,14 +105,9 @@ def processes_in(inodes: set[int]) -> list[int]:
     """PIDs of the processes whose network namespace is one of ``inodes``."""
     found = []
     me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
-                found.append(int(entry))
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
+    for pid in procfs.pids():
+        if pid != me and procfs.netns_inode(pid) in inodes:
+            found.append(pid)
     return found
 
 
@@ -144,20 +127,17 @@ def end_processes(pids: list[int], timeout: float = 5.0, inodes: set[int] | None
         except OSError:
             continue
         try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
+            if procfs.netns_inode(pid) in inodes:
                 signal.pidfd_send_signal(fd, signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+        except ProcessLookupError:
             pass
         finally:
             os.close(fd)
     deadline = time.monotonic() + timeout
     for pid in pids:
         while time.monotonic() < deadline:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                        break
-            except (FileNotFoundError, ProcessLookupError):
+            s = procfs.stat(pid)
+            if s is None or s.exited:
                 break
             time.sleep(0.01)
 

@@ -18,13 +18,12 @@ import random
 from collections.abc import Iterable
 
 from netsim.linklocal.errors import LinkLocalError
+from netsim_imds.address import METADATA_ADDRESS  # the node's metadata service: never chosen by a VM
 
 FIRST = int(ipaddress.IPv4Address("169.254.1.0"))
 """Lowest address a host may choose (169.254.0.0/24 is reserved)."""
 LAST = int(ipaddress.IPv4Address("169.254.254.255"))
 """Highest address a host may choose (169.254.255.0/24 is reserved)."""
-METADATA_ADDRESS = "169.254.169.254"
-"""The node's metadata service: never chosen by a VM."""
 LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 """RFC 3927's prefix."""
 _SEED_KEY = b"netsim.linklocal/rfc3927-seed/v1"

@@ -17,18 +17,19 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Union
 
-from netsim_imds.events import EVENT_TYPES, Event
+from netsim_imds.events import DOWNTIME_KINDS, GONE_KINDS, Event, Kind
 
 from netsim.maintenance.errors import MaintenanceError
 
-EFFECT_KINDS = EVENT_TYPES
-"""The effects a host agent makes real; one per Azure event type."""
+EFFECT_KINDS = DOWNTIME_KINDS | GONE_KINDS
+"""The kinds whose effect a host agent makes real (a notice has none)."""
 
 
 def event_to_dict(event: Event) -> dict:
     """A JSON-ready dict of every field of ``event``."""
     out = dataclasses.asdict(event)
-    out["resources"] = list(event.resources)
+    out.update(resources=list(event.resources), kind=event.kind.value, status=event.status.value,
+               source=event.source.value)
     return out
 
 
@@ -80,25 +81,40 @@ class RemoveEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class EndEvent:
+    """Keep ``event`` (now Completed or Canceled) in the datacenter's event history."""
+
+    event: Event
+    step: str = "end"
+
+    @property
+    def key(self) -> str:
+        """Idempotency key: ``event_id/history/step``."""
+        return f"{self.event.event_id}/history/{self.step}"
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyEffect:
     """Make event ``event_id`` real for VM ``vm`` on ``node``; report it with ``effect_done``.
 
-    ``kind`` is the event type: Freeze pauses the VM for ``duration_s`` seconds, Reboot
-    keeps it down ``duration_s`` seconds then boots it, Redeploy moves it to
-    ``target_node`` (and boots it there), Preempt and Terminate remove it.
+    ``kind`` is the event's :class:`~netsim_imds.events.Kind`: pause stops the VM for
+    ``duration_s`` seconds (the event's impact), reboot keeps it down ``duration_s``
+    seconds then boots it, redeploy moves it to ``target_node`` and boots it there after
+    ``duration_s`` seconds, preempt and terminate remove it.
     """
 
     event_id: str
     vm: str
     node: str
-    kind: str
+    kind: Kind
     duration_s: float
     target_node: str | None = None
     step: str = "effect"
 
     def __post_init__(self) -> None:
         if self.kind not in EFFECT_KINDS:
-            raise MaintenanceError(f"effect kind {self.kind!r} is not one of {EFFECT_KINDS}")
+            raise MaintenanceError(f"effect kind {self.kind!r} is not one of {sorted(EFFECT_KINDS)}")
+        object.__setattr__(self, "kind", Kind(self.kind))
 
     @property
     def key(self) -> str:
@@ -126,13 +142,13 @@ class Heal:
         return f"{self.event_id}/{self.vm}/{self.step}"
 
 
-Action = Union[FileEvent, UpdateEvent, RemoveEvent, ApplyEffect, Heal]
+Action = Union[FileEvent, UpdateEvent, RemoveEvent, EndEvent, ApplyEffect, Heal]
 """Anything :meth:`Planner.pop_actions <netsim.maintenance.planner.Planner.pop_actions>` returns."""
 
-REPOSITORY_ACTIONS = (FileEvent, UpdateEvent, RemoveEvent)
+REPOSITORY_ACTIONS = (FileEvent, UpdateEvent, RemoveEvent, EndEvent)
 """Actions that only change the event repository (it applies them with their key in one transaction)."""
 
-_CLASSES: dict[str, type] = {c.__name__: c for c in (FileEvent, UpdateEvent, RemoveEvent, ApplyEffect, Heal)}
+_CLASSES: dict[str, type] = {c.__name__: c for c in (FileEvent, UpdateEvent, RemoveEvent, EndEvent, ApplyEffect, Heal)}
 
 
 def action_to_dict(action: Action) -> dict:

@@ -17,8 +17,10 @@ import uuid
 from dataclasses import replace
 from typing import Callable, Iterator
 
-from netsim.maintenance.actions import (Action, ApplyEffect, FileEvent, RemoveEvent, UpdateEvent, action_from_dict,
-                                        action_to_dict)
+from netsim_imds.events import Kind, Status
+
+from netsim.maintenance.actions import (EFFECT_KINDS, Action, ApplyEffect, EndEvent, FileEvent, RemoveEvent,
+                                        UpdateEvent, action_from_dict, action_to_dict)
 from netsim.maintenance.errors import IllegalInput
 from netsim.maintenance.fleet import Fleet
 from netsim.maintenance.records import EventRecord
@@ -87,7 +89,7 @@ class EventBook:
         """Feed ``inp`` to event ``rec`` through the table; IllegalInput if it has no row."""
         transition = EVENT_TRANSITIONS.get((rec.phase, inp))
         if transition is None:
-            raise IllegalInput(f"event {rec.event_id}", rec.phase, inp, EVENT_HINTS[inp])
+            raise IllegalInput(rec.phase, inp, EVENT_HINTS[inp], what=f"event {rec.event_id}")
         nxt = getattr(self, transition.handler)(rec, now, arg)
         if nxt not in transition.targets:  # a bug here, not the caller's
             raise AssertionError(f"{transition.handler} led {rec.phase} -> {nxt}, not in the table")
@@ -96,6 +98,11 @@ class EventBook:
             for node in rec.nodes:
                 self.emit(RemoveEvent(node, rec.event_id, rec.step("remove", node)))
             rec.nodes = []
+            # The lifecycle's last state: kept as history (flavors that show it, such as
+            # AWS's events/maintenance/history, read it from there).
+            status = Status.CANCELED if inp is EventInput.CANCEL else Status.COMPLETED
+            rec.event = replace(rec.event, status=status, ended=now)
+            self.emit(EndEvent(rec.event))
             del self._records[rec.event_id]
             self._on_finished(rec, now)
 
@@ -134,12 +141,13 @@ class EventBook:
 
     def _ev_start(self, rec: EventRecord, now: float, _: object) -> Phase:
         """Started: NotBefore is served blank; every VM still present gets its effect."""
-        rec.event = replace(rec.event, status="Started")
+        rec.event = replace(rec.event, status=Status.STARTED)
         for node in rec.nodes:
             self.emit(UpdateEvent(node, rec.event, rec.step("start", node)))
-        rec.pending = [vm for vm in rec.event.resources if vm in self._fleet]
-        kind = rec.event.event_type
-        if kind == "Redeploy":
+        kind = rec.event.kind
+        # A notice has no effect: Started, then Completed at once.
+        rec.pending = [vm for vm in rec.event.resources if vm in self._fleet] if kind in EFFECT_KINDS else []
+        if kind is Kind.REDEPLOY:
             rec.targets = self._fleet.spread(rec.pending, self._fleet.healthy_nodes())
         for vm in rec.pending:
             self.emit(ApplyEffect(rec.event_id, vm, self._fleet.node_of(vm), kind, rec.effect_s, rec.targets.get(vm)))
@@ -157,7 +165,7 @@ class EventBook:
         return Phase.STARTED if rec.pending else Phase.FINISHED
 
     def _ev_cancel(self, rec: EventRecord, now: float, _: object) -> Phase:
-        """Withdrawn before it started: it disappears (Azure's rare cancel)."""
+        """Withdrawn before it started: Canceled (Azure's rare cancel: it disappears there)."""
         return Phase.FINISHED
 
     # -- durability --------------------------------------------------------------------

@@ -8,7 +8,9 @@ absorbs.
 
 from __future__ import annotations
 
-from netsim.errors import NetsimError
+from netsim.errors import IllegalInput, NetsimError
+
+__all__ = ["IllegalInput", "MaintenanceError", "RepositoryError", "UnknownWalk", "WalkInProgress"]
 
 
 class MaintenanceError(NetsimError):
@@ -31,17 +33,6 @@ class UnknownWalk(MaintenanceError):
     def __init__(self, walk_id: str) -> None:
         self.walk_id = walk_id
         super().__init__(f"no maintenance walk {walk_id!r}; list walks with netsim maintenance status")
-
-
-class IllegalInput(MaintenanceError):
-    """An input arrived in a state that has no transition for it; names both."""
-
-    def __init__(self, what: str, state: object, event: object, hint: str = "") -> None:
-        self.what, self.state, self.event = what, state, event
-        name = getattr(state, "name", state)
-        ev = getattr(event, "name", event)
-        msg = f"{what}: input {ev} is not allowed in state {name}"
-        super().__init__(f"{msg}; {hint}" if hint else msg)
 
 
 class RepositoryError(MaintenanceError):

@@ -6,40 +6,39 @@ says when :meth:`Planner.tick` is next due, event ids come from the ``random.Ran
 passed in, and what must happen comes out of :meth:`Planner.pop_actions` as frozen
 actions (:mod:`netsim.maintenance.actions`), each with an idempotency key.
 
-The life of an event and of a walk are the tables of :mod:`netsim.maintenance.tables`.
-Facts are from ``shared/reference/cloud-metadata-apis.md`` section 2: an event is
-Scheduled with NotBefore = now + notice, Started at NotBefore or on the first
-approval ("approving proceeds the event for all Resources"), and disappears when its
-effect is over. Events are broadcast to the whole availability set (2.2), so each
-event is filed on every node holding a VM it names *or* a VM of its set.
+Events are the cloud-neutral model (:mod:`netsim_imds.events`): the planner speaks
+kinds; the flavor's mapping gives notices, impacts and texts. The life of an event and
+of a walk are the tables of :mod:`netsim.maintenance.tables` (walk handlers:
+:class:`~netsim.maintenance.walks.WalkTable`). An event is Scheduled with NotBefore =
+now + notice, Started at NotBefore or on the first approval (reference 2.4: "approving
+proceeds the event for all Resources"), stays Started for its whole impact, then
+leaves the nodes as Completed (or Canceled) history. Events are broadcast to the whole
+availability set (2.2): each is filed on every node holding a VM it names or of its set.
 
-Durability: :meth:`Planner.to_dict` captures everything, including the random
-generator and the actions not yet popped, as JSON-ready data. A driver saves it after
-every input, then pops and applies the actions, recording each key as applied; after
-a crash, :meth:`Planner.from_dict` gives back a planner that hands the unapplied
-actions out again and continues exactly as the lost one would have.
+Durability: :meth:`Planner.to_dict` captures everything (the random generator and the
+actions not yet popped too) as JSON; saved after every input, it gives back, through
+:meth:`Planner.from_dict`, a planner that hands the unapplied actions out again.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from netsim_imds.events import EVENT_TYPES, SOURCES, Event
+from netsim_imds.events import GONE_KINDS, Event, EventError, EventMapping, Kind, Source, Status, mapping_for
 
 from netsim.model import bounds
 from netsim.maintenance.actions import Action, Heal
 from netsim.maintenance.book import EventBook
-from netsim.maintenance.errors import IllegalInput, MaintenanceError, UnknownWalk, WalkInProgress
+from netsim.maintenance.errors import MaintenanceError, UnknownWalk, WalkInProgress
 from netsim.maintenance.fleet import Fleet
 from netsim.maintenance.records import EventRecord, WalkRecord, WalkStatus
-from netsim.maintenance.tables import (DEFAULT_DESCRIPTION, DEFAULT_DURATION_S, DEFAULT_HEARTBEAT_TIMEOUT_S,
-                                       EMERGENCY, GONE_KINDS, MAINTENANCE, MIN_NOTICE_S, USER_DESCRIPTION,
-                                       WALK_HINTS, WALK_TRANSITIONS, EventInput, Origin, Phase, WalkInput, WalkState)
+from netsim.maintenance.walks import WalkTable
+from netsim.maintenance.tables import DEFAULT_HEARTBEAT_TIMEOUT_S, EventInput, Origin, Phase, WalkInput
 from netsim.model.topology import Datacenter
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 """Version of the :meth:`Planner.to_dict` format."""
 
 WalkMember = tuple[str, str, int]
@@ -51,38 +50,56 @@ def walk_members(dc: Datacenter, avset: str) -> list[WalkMember]:
     return [(v.name, v.node, v.update_domain) for v in dc.vms if v.availability_set == avset]
 
 
-class Planner:
+class Planner(WalkTable):
     """Plans and tracks every maintenance activity of one datacenter.
 
     ``rng`` mints event ids; ``heartbeat_timeout_s`` is how long a registered node may
-    stay silent before it is declared failed; ``notices`` overrides entries of
-    :data:`~netsim.maintenance.tables.MIN_NOTICE_S` (shortened timings for tests and demos).
+    stay silent before it is declared failed; ``cloud`` names the flavor whose
+    :class:`~netsim_imds.events.EventMapping` gives each kind's default notice, impact
+    and texts; ``notices`` and ``impacts`` override them per kind (shortened timings for
+    tests and demos).
     """
 
     def __init__(self, rng: random.Random, *, heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S,
-                 notices: dict[str, float] | None = None) -> None:
-        unknown = set(notices or ()) - set(EVENT_TYPES)
-        if unknown:
-            raise MaintenanceError(f"notices for unknown event types {sorted(unknown)}; use {EVENT_TYPES}")
+                 notices: dict[str, float] | None = None, impacts: dict[str, float] | None = None,
+                 cloud: str = "azure") -> None:
+        try:
+            self.mapping: EventMapping = mapping_for(cloud)
+        except EventError as exc:
+            raise MaintenanceError(str(exc)) from None
+        known = tuple(k.value for k in self.mapping.kinds)
+        for what, table in (("notices", notices), ("impacts", impacts)):
+            unknown = set(table or ()) - set(known)
+            if unknown:
+                raise MaintenanceError(f"{what} for unknown event kinds {sorted(unknown)}; use {known}")
         self._rng = rng
         self._timeout = bounds.check(heartbeat_timeout_s, bounds.HEARTBEAT_TIMEOUT_S, "heartbeat_timeout_s",
                                      MaintenanceError)
-        self._notices: dict[str, float] = {**MIN_NOTICE_S, **{
-            kind: bounds.check(s, bounds.NOTICE_S, f"notice of {kind}", MaintenanceError)
+        rules = self.mapping.kinds
+        self._notices: dict[Kind, float] = {**{k: r.notice_s for k, r in rules.items()}, **{
+            Kind(kind): bounds.check(s, bounds.NOTICE_S, f"notice of {kind}", MaintenanceError)
             for kind, s in (notices or {}).items()}}
+        self._impacts: dict[Kind, float] = {**{k: r.impact_s for k, r in rules.items()}, **{
+            Kind(kind): bounds.check(s, bounds.DOWNTIME_S, f"impact of {kind}", MaintenanceError)
+            for kind, s in (impacts or {}).items()}}
         self._walks: dict[str, WalkRecord] = {}
         self._walk_seq = 0
         self._fleet = Fleet()
         self._book = EventBook(rng, self._fleet, self._event_started, self._event_finished)
 
     @classmethod
-    def for_datacenter(cls, dc: Datacenter, rng: random.Random, now: float, **settings: Any) -> "Planner":
-        """A planner that knows every VM of topology ``dc`` and watches every node from ``now``."""
+    def for_datacenter(cls, dc: Datacenter, rng: random.Random, now: float,
+                       placement: Mapping[str, str] | None = None, **settings: Any) -> "Planner":
+        """A planner that knows every VM of topology ``dc`` and watches every node from ``now``;
+        ``placement`` (the runtime's ``{vm: node}``; a VM missing from it is gone) says where
+        each VM runs now, else VMs are where the topology built them."""
         planner = cls(rng, **settings)
         for n in dc.nodes:
             planner.heartbeat(n.name, now)
         for v in dc.vms:
-            planner.add_vm(v.name, v.node, v.availability_set or "")
+            node = v.node if placement is None else placement.get(v.name)
+            if node is not None:
+                planner.add_vm(v.name, node, v.availability_set or "")
         return planner
 
     # -- what the caller reads --------------------------------------------------------
@@ -172,7 +189,7 @@ class Planner:
                                    f"{victims} on; bring a node back (heartbeat) and call node_failed again")
         self._fleet.mark_failed(node, now)
         for vm in victims:
-            if any(r.event.event_type in GONE_KINDS for r in self._book.waiting_for(vm)):
+            if any(r.event.kind in GONE_KINDS for r in self._book.waiting_for(vm)):
                 self._book.vm_gone(vm, now)  # being deleted anyway: nothing to restore
         victims = [vm for vm in victims if vm in self._fleet]
         moves = self._fleet.spread(victims, candidates)
@@ -181,8 +198,8 @@ class Planner:
             self._fleet.place(vm, moves[vm])
             groups.setdefault(self._fleet.avset_of(vm), []).append(vm)
         for avset, vms in groups.items():
-            event = Event(self._book.new_id(), "Reboot", tuple(vms), now, now, status="Started",
-                          description=EMERGENCY, source="Platform", duration_s=-1, avset=avset)
+            event = Event(self._book.new_id(), Kind.REBOOT, tuple(vms), now, now, status=Status.STARTED,
+                          description=self.mapping.emergency_description, avset=avset)
             self._book.add(EventRecord(event, Origin.HEAL, Phase.STARTED, effect_s=0.0, pending=list(vms)))
             for vm in vms:
                 self._book.emit(Heal(event.event_id, vm, node, moves[vm]))
@@ -237,36 +254,45 @@ class Planner:
 
     # -- inputs: one-off events --------------------------------------------------------
 
-    def add_event(self, vm: str, node: str, avset: str, event_type: str, now: float, notice_s: float | None = None,
-                  duration_s: int | None = None, description: str | None = None, source: str = "Platform") -> str:
-        """File one event of any Azure type for ``vm`` on ``node``; returns its id.
+    def add_event(self, vm: str, node: str, avset: str, kind: str, now: float, notice_s: float | None = None,
+                  duration_s: int | None = None, description: str | None = None,
+                  source: str = Source.PLATFORM) -> str:
+        """File one event of ``kind`` (a :class:`~netsim_imds.events.Kind`) for ``vm`` on
+        ``node``; returns its id.
 
-        Defaults: notice from :data:`MIN_NOTICE_S` (or the planner's ``notices``),
-        DurationInSeconds from :data:`DEFAULT_DURATION_S`, a description per type. The
-        effect of a Freeze lasts ``duration_s``; of a Reboot or Redeploy, ``duration_s``
-        of downtime (none when -1).
+        Defaults come from the flavor's mapping (or the planner's ``notices``/``impacts``):
+        the notice, the announced duration and a description per kind. ``duration_s`` is
+        the announced duration (None: unknown) and the impact: the event stays Started,
+        the VM paused or down, that long; when it is unknown the impact is the kind's
+        default. A preempt or terminate deletes the VM at once.
         """
-        if event_type not in EVENT_TYPES:
-            raise MaintenanceError(f"event type {event_type!r} is not one of {EVENT_TYPES}")
-        if source not in SOURCES:
-            raise MaintenanceError(f"event source {source!r} is not one of {SOURCES}")
+        kind = self._kind(kind)
+        rule = self.mapping.rule(kind)
+        if source not in tuple(Source):
+            raise MaintenanceError(f"event source {source!r} is not one of {tuple(s.value for s in Source)}")
+        source = Source(source)
         # Checked before any change (nothing non-finite or out of range is ever filed).
-        notice = self._notices[event_type] if notice_s is None else bounds.check(
+        notice = self._notices[kind] if notice_s is None else bounds.check(
             notice_s, bounds.NOTICE_S, "notice", MaintenanceError)
-        duration = DEFAULT_DURATION_S[event_type] if duration_s is None else int(bounds.check(
-            duration_s, bounds.DURATION_S, "duration", MaintenanceError))
+        if duration_s is None:
+            duration = rule.duration_s
+        else:
+            duration = int(bounds.check(duration_s, bounds.DURATION_S, "duration", MaintenanceError))
+            if duration < 0:  # one meaning of "unknown": None (a flavor may show it as -1)
+                raise MaintenanceError("duration -1 is a display of 'unknown': pass None for an unknown duration")
         if not math.isfinite(now):
             raise MaintenanceError(f"now must be a finite time in seconds, not {now!r}")
         if description is None:
-            description = (USER_DESCRIPTION if source == "User" and event_type in ("Reboot", "Redeploy")
-                           else DEFAULT_DESCRIPTION[event_type])
-        if event_type == "Redeploy" and not [n for n in self._fleet.healthy_nodes() if n != node]:
-            raise MaintenanceError(f"Redeploy moves {vm} off {node}, but no other healthy node is known; "
-                                   f"register nodes with heartbeat() or file a Reboot instead")
+            description = (rule.user_description or rule.description) if source is Source.USER else rule.description
+        if kind is Kind.REDEPLOY and not [n for n in self._fleet.healthy_nodes() if n != node]:
+            raise MaintenanceError(f"a redeploy moves {vm} off {node}, but no other healthy node is known; "
+                                   f"register nodes with heartbeat() or file a reboot instead")
         self._fleet.place(vm, node, avset)
-        effect = 0.0 if event_type in GONE_KINDS else float(max(duration, 0))
-        event = Event(self._book.new_id(), event_type, (vm,), now + notice, now, description=description,
-                      source=source, duration_s=duration, avset=avset)
+        # Given, the duration is the impact; else the kind's default impact (which may differ
+        # from what is announced: Azure announces an unknown reboot as -1).
+        effect = 0.0 if kind in GONE_KINDS else float(self._impacts[kind] if duration_s is None else duration)
+        event = Event(self._book.new_id(), kind, (vm,), now + notice, now, description=description,
+                      source=source, duration_s=duration, avset=avset, not_after=now + notice + effect)
         self._book.sync_all()  # the VM may be new to its set: earlier events of the set reach its node
         self._book.add(EventRecord(event, Origin.ONE_OFF, Phase.SCHEDULED, effect_s=effect))
         return event.event_id
@@ -307,9 +333,9 @@ class Planner:
         rec = self._book.get(event_id)
         if rec is None or (rec.phase is Phase.STARTED and vm not in rec.pending):
             return False
-        kind, origin, target = rec.event.event_type, rec.origin, rec.targets.get(vm)
+        kind, origin, target = rec.event.kind, rec.origin, rec.targets.get(vm)
         self._book.dispatch(rec, EventInput.EFFECT_DONE, now, vm)
-        if origin is not Origin.HEAL and kind == "Redeploy" and target and vm in self._fleet:
+        if origin is not Origin.HEAL and kind is Kind.REDEPLOY and target and vm in self._fleet:
             self._fleet.place(vm, target)
             self._book.sync_all()
         elif origin is not Origin.HEAL and kind in GONE_KINDS:
@@ -321,78 +347,17 @@ class Planner:
 
         Returns False when nothing was waiting (a VM may boot for other reasons).
         """
-        waiting = [r.event_id for r in self._book.waiting_for(vm) if r.event.event_type not in GONE_KINDS]
+        waiting = [r.event_id for r in self._book.waiting_for(vm) if r.event.kind not in GONE_KINDS]
         return any([self.effect_done(event_id, vm, now) for event_id in waiting])
 
-    # -- the walk table ----------------------------------------------------------------
-
-    def _walk(self, walk: WalkRecord, inp: WalkInput, now: float) -> None:
-        transition = WALK_TRANSITIONS.get((walk.state, inp))
-        if transition is None:
-            raise IllegalInput(f"walk {walk.walk_id}", walk.state, inp, WALK_HINTS[inp])
-        nxt = getattr(self, transition.handler)(walk, now)
-        if nxt not in transition.targets:  # a bug here, not the caller's
-            raise AssertionError(f"{transition.handler} led {walk.state} -> {nxt}, not in the table")
-        walk.state = nxt
-
-    def _event_started(self, rec: EventRecord, now: float) -> None:
-        if rec.walk_id is not None:
-            self._walk(self._walks[rec.walk_id], WalkInput.EVENT_STARTED, now)
-
-    def _event_finished(self, rec: EventRecord, now: float) -> None:
-        walk = self._walks.get(rec.walk_id or "")
-        if walk is not None and walk.event_id == rec.event_id and walk.state is WalkState.IMPACT:
-            self._walk(walk, WalkInput.EVENT_DONE, now)
-
-    # -- walk handlers: each returns the next state ------------------------------------
-
-    def _walk_impact(self, walk: WalkRecord, now: float) -> WalkState:
-        """The current UD's event started: its VMs are going down."""
-        return WalkState.IMPACT
-
-    def _walk_next(self, walk: WalkRecord, now: float) -> WalkState:
-        """Every VM of the UD is back: file the next UD with a fresh notice, or finish."""
-        walk.done_uds.append(walk.uds[walk.index][0])
-        walk.index += 1
-        walk.event_id = None
-        if walk.stop_after:
-            walk.finished_at = now
-            return WalkState.CANCELED
-        if self._file_ud(walk, now):
-            return WalkState.NOTICE
-        walk.finished_at = now
-        return WalkState.DONE
-
-    def _walk_cancel(self, walk: WalkRecord, now: float) -> WalkState:
-        """Withdraw the Scheduled event of the current UD."""
-        rec = self._book.get(walk.event_id or "")
-        if rec is not None:
-            self._book.dispatch(rec, EventInput.CANCEL, now)
-        walk.event_id, walk.finished_at = None, now
-        return WalkState.CANCELED
-
-    def _walk_stop_after(self, walk: WalkRecord, now: float) -> WalkState:
-        """VMs are rebooting: let this UD finish, then stop."""
-        walk.stop_after = True
-        return WalkState.IMPACT
-
-    def _file_ud(self, walk: WalkRecord, now: float) -> bool:
-        """File the event of the first UD from ``walk.index`` that still has VMs; False if none."""
-        while walk.index < len(walk.uds):
-            ud, names = walk.uds[walk.index]
-            vms = tuple(vm for vm in names if vm in self._fleet)
-            if vms:
-                event = Event(self._book.new_id(), "Reboot", vms, now + walk.notice_s, now, description=MAINTENANCE,
-                              source="Platform", duration_s=math.ceil(walk.downtime_s), avset=walk.avset)
-                walk.event_id = event.event_id
-                self._book.add(EventRecord(event, Origin.WALK, Phase.SCHEDULED, effect_s=walk.downtime_s,
-                                           walk_id=walk.walk_id))
-                return True
-            walk.done_uds.append(ud)  # every VM of this UD is gone: nothing to reboot
-            walk.index += 1
-        return False
-
     # -- helpers -----------------------------------------------------------------------
+
+    def _kind(self, kind: object) -> Kind:
+        """``kind`` as a :class:`Kind` the flavor can show, or MaintenanceError naming them."""
+        if not isinstance(kind, str) or kind not in self.mapping.kinds:  # "reboot" or Kind.REBOOT
+            known = tuple(k.value for k in self.mapping.kinds)
+            raise MaintenanceError(f"event kind {kind!r} is not one of {known} ({self.mapping.cloud})")
+        return Kind(kind)
 
     def _check_heartbeats(self, now: float) -> None:
         live, silent = self._fleet.live(), self._fleet.silent(now, self._timeout)
@@ -408,7 +373,9 @@ class Planner:
         """Everything, JSON-ready: events, walks, fleet, the RNG state and the unpopped actions."""
         version, internal, gauss = self._rng.getstate()
         return {"version": STATE_VERSION, "rng": [version, list(internal), gauss],
-                "heartbeat_timeout_s": self._timeout, "notices": dict(self._notices), "walk_seq": self._walk_seq,
+                "heartbeat_timeout_s": self._timeout, "cloud": self.mapping.cloud,
+                "notices": {k.value: s for k, s in self._notices.items()},
+                "impacts": {k.value: s for k, s in self._impacts.items()}, "walk_seq": self._walk_seq,
                 "walks": [w.to_dict() for w in self._walks.values()], "fleet": self._fleet.to_dict(),
                 **self._book.to_dict()}
 
@@ -421,7 +388,8 @@ class Planner:
         rng = rng or random.Random()
         version, internal, gauss = data["rng"]
         rng.setstate((version, tuple(internal), gauss))
-        planner = cls(rng, heartbeat_timeout_s=data["heartbeat_timeout_s"], notices=data["notices"])
+        planner = cls(rng, heartbeat_timeout_s=data["heartbeat_timeout_s"], notices=data["notices"],
+                      impacts=data["impacts"], cloud=data["cloud"])
         planner._walk_seq = data["walk_seq"]
         planner._walks = {w["walk_id"]: WalkRecord.from_dict(w) for w in data["walks"]}
         planner._fleet = Fleet.from_dict(data["fleet"])

@@ -1,9 +1,14 @@
 """The host agents' durable event repository: one SQLite file in the datacenter's state folder.
 
-What it holds (schema in :data:`SCHEMA`):
+What it holds (schema in :data:`netsim.maintenance.schema.SCHEMA`):
 
-- ``events``: the events each node shows, every :class:`~netsim_imds.events.Event` field,
-  in the order they were filed (rowid);
+- ``events``: the live events each node shows, every :class:`~netsim_imds.events.Event`
+  field, in the order they were filed (rowid);
+- ``history``: events that ended (Completed or Canceled), once per datacenter, the
+  newest :data:`HISTORY_LIMIT` kept (flavors that show history read it);
+- ``approvals``: the inbox of VMs' approvals (POST StartRequests) not yet fed to the
+  planner; the planner alone writes an event's status, so an approval is an *input*,
+  durable from the moment the VM is answered until the controller has drained it;
 - ``nodes``: each node's ``incarnation``, the DocumentIncarnation of what it shows,
   raised by every change (file, status change, removal), 1 before the first;
 - ``applied``: the exactly-once ledger of action keys (``begun`` then ``done``);
@@ -16,8 +21,8 @@ Every write is one SQLite transaction (WAL mode): a crash mid-write leaves the s
 before it. Readers are cheap: each node's events are cached until the next write, and
 writes by another process are noticed through ``PRAGMA data_version``.
 
-:class:`NodeEventView` serves one node's events to the metadata server (it implements
-:class:`netsim_imds.events.EventView`).
+:class:`~netsim.maintenance.view.NodeEventView` serves one node's events to the
+metadata server (it implements :class:`netsim_imds.events.EventView`).
 """
 
 from __future__ import annotations
@@ -28,70 +33,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Callable
 
 from netsim_imds.events import Event
 
-from netsim.model import bounds
-from netsim.maintenance.actions import REPOSITORY_ACTIONS, Action, FileEvent, RemoveEvent, UpdateEvent
+from netsim.maintenance.actions import REPOSITORY_ACTIONS, Action, EndEvent, FileEvent, RemoveEvent, UpdateEvent
 from netsim.maintenance.errors import RepositoryError
+from netsim.maintenance.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, check_event, event_of, row_of
+from netsim.maintenance.view import ApproveHook, NodeEventView
 
-SCHEMA_VERSION = 1
-"""Version of :data:`SCHEMA`, kept in ``meta``."""
+HISTORY_LIMIT = 1000
+"""Ended events kept in ``history`` (the oldest are forgotten first)."""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS effect_actions (key TEXT PRIMARY KEY, action TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, incarnation INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    node        TEXT NOT NULL,
-    event_id    TEXT NOT NULL,
-    event_type  TEXT NOT NULL,
-    resources   TEXT NOT NULL,              -- JSON array of VM names
-    status      TEXT NOT NULL CHECK (status IN ('Scheduled', 'Started')),
-    not_before  REAL NOT NULL,
-    created     REAL NOT NULL,
-    description TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    duration_s  INTEGER NOT NULL,
-    avset       TEXT NOT NULL,
-    UNIQUE (node, event_id)                 -- also the index that reads one node's events
-);
-CREATE INDEX IF NOT EXISTS events_by_id ON events (event_id);
-CREATE TABLE IF NOT EXISTS applied (
-    key   TEXT PRIMARY KEY,
-    state TEXT NOT NULL CHECK (state IN ('begun', 'done')),
-    at    REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS planner (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
-"""
-"""The tables of the repository (created on first open)."""
-
-_COLUMNS = "event_id, event_type, resources, status, not_before, created, description, source, duration_s, avset"
-
-ApproveHook = Callable[[Event], None]
-"""Called with the Started event the first time a VM approves it."""
-
-
-def check_event(event: Event) -> None:
-    """Raise :class:`RepositoryError` unless every number of ``event`` can be stored and served:
-    the last line of defence, so that nothing non-finite or out of range ever lands in SQLite
-    (SQLite stores NaN as NULL and inf as a REAL that no date format can show)."""
-    for what, value, bound in (("not_before", event.not_before, bounds.EPOCH_S),
-                               ("created", event.created, bounds.EPOCH_S),
-                               ("duration_s", event.duration_s, bounds.DURATION_S)):
-        if why := bounds.problem(value, bound, f"event {event.event_id} {what}"):
-            raise RepositoryError(f"{why}; the event was not stored")
-
-
-def _row(event: Event) -> tuple:
-    return (event.event_id, event.event_type, json.dumps(list(event.resources)), event.status, event.not_before,
-            event.created, event.description, event.source, event.duration_s, event.avset)
-
-
-def _event(row: tuple) -> Event:
-    return Event(row[0], row[1], tuple(json.loads(row[2])), row[4], row[5], status=row[3], description=row[6],
-                 source=row[7], duration_s=row[8], avset=row[9])
 
 
 class Repository:
@@ -201,17 +153,17 @@ class Repository:
         """File ``event`` on ``node``, or replace the stored copy; False if it was already so."""
         check_event(event)
         with self.transaction():
-            old = self._db.execute(f"SELECT {_COLUMNS} FROM events WHERE node = ? AND event_id = ?",
+            old = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE node = ? AND event_id = ?",
                                    (node, event.event_id)).fetchone()
-            if old is not None and _event(old) == event:
+            if old is not None and event_of(old) == event:
                 return False
             if old is None:
-                self._db.execute(f"INSERT INTO events (node, {_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                                 (node, *_row(event)))
+                self._db.execute(f"INSERT INTO events (node, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 (node, *row_of(event)))
             else:
-                self._db.execute("UPDATE events SET event_type=?, resources=?, status=?, not_before=?, created=?, "
-                                 "description=?, source=?, duration_s=?, avset=? WHERE node = ? AND event_id = ?",
-                                 (*_row(event)[1:], node, event.event_id))
+                self._db.execute("UPDATE events SET kind=?, resources=?, status=?, not_before=?, created=?, "
+                                 "description=?, source=?, duration_s=?, avset=?, not_after=? "
+                                 "WHERE node = ? AND event_id = ?", (*row_of(event)[1:], node, event.event_id))
             self._bump(node)
             return True
 
@@ -223,21 +175,44 @@ class Repository:
                 self._bump(node)
             return bool(gone)
 
-    def start_event(self, event_id: str) -> tuple[Event | None, bool]:
-        """Mark ``event_id`` Started on every node holding it.
-
-        Returns the Started event (None if no node holds it) and whether this call
-        started it (False if it was already Started).
-        """
+    def end_event(self, event: Event) -> bool:
+        """Keep ``event`` (Completed or Canceled) in the history; False if it is there already.
+        Only the newest :data:`HISTORY_LIMIT` ended events are kept."""
+        if event.live or event.ended is None:
+            raise RepositoryError(f"event {event.event_id} is {event.status} with ended={event.ended!r}: only an "
+                                  f"event that ended (Completed or Canceled, with its end time) goes to history")
+        check_event(event)
         with self.transaction():
-            nodes = [r[0] for r in self._db.execute(
-                "SELECT node FROM events WHERE event_id = ? AND status = 'Scheduled'", (event_id,))]
-            if nodes:
-                self._db.execute("UPDATE events SET status = 'Started' WHERE event_id = ?", (event_id,))
-                for node in nodes:
-                    self._bump(node)
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM events WHERE event_id = ? LIMIT 1", (event_id,)).fetchone()
-            return (_event(row) if row else None), bool(nodes)
+            cur = self._db.execute(f"INSERT OR IGNORE INTO history ({COLUMNS}, ended) VALUES "
+                                   f"(?,?,?,?,?,?,?,?,?,?,?,?)", (*row_of(event), event.ended))
+            self._db.execute("DELETE FROM history WHERE seq <= (SELECT MAX(seq) FROM history) - ?", (HISTORY_LIMIT,))
+            return bool(cur.rowcount)
+
+    def history(self) -> tuple[Event, ...]:
+        """Ended events, oldest end first."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {COLUMNS}, ended FROM history ORDER BY seq").fetchall()
+        return tuple(event_of(r) for r in rows)
+
+    # -- the approvals inbox -----------------------------------------------------------
+
+    def request_approval(self, node: str, event_id: str, at: float | None = None) -> bool:
+        """Put a VM's approval of ``event_id`` (seen on ``node``) in the inbox, durably;
+        False if it is already waiting there. The status stays the planner's to write."""
+        with self.transaction():
+            cur = self._db.execute("INSERT OR IGNORE INTO approvals (event_id, node, at) VALUES (?, ?, ?)",
+                                   (event_id, node, time.time() if at is None else at))
+            return bool(cur.rowcount)
+
+    def approvals(self) -> list[str]:
+        """Event ids in the inbox, in the order the approvals arrived."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT event_id FROM approvals ORDER BY seq")]
+
+    def clear_approvals(self, event_ids: list[str]) -> None:
+        """Take these ids out of the inbox (in the transaction that stores what they caused)."""
+        with self.transaction():
+            self._db.executemany("DELETE FROM approvals WHERE event_id = ?", [(i,) for i in event_ids])
 
     def events(self, node: str) -> tuple[Event, ...]:
         """The events ``node`` shows, in the order they were filed."""
@@ -263,12 +238,6 @@ class Repository:
             nodes = [r[0] for r in self._db.execute("SELECT DISTINCT node FROM events ORDER BY node")]
         return {n: self.events(n) for n in nodes}
 
-    def started_event_ids(self) -> list[str]:
-        """Ids of Started events: after a restart, approve them in the planner (a VM may have)."""
-        with self._lock:
-            return [r[0] for r in self._db.execute(
-                "SELECT DISTINCT event_id FROM events WHERE status = 'Started' ORDER BY event_id")]
-
     def _load(self, node: str) -> tuple[int, tuple[Event, ...]]:
         with self._lock:
             self._fresh()
@@ -276,8 +245,8 @@ class Repository:
             if hit is not None:
                 return hit
             row = self._db.execute("SELECT incarnation FROM nodes WHERE node = ?", (node,)).fetchone()
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM events WHERE node = ? ORDER BY rowid", (node,))
-            hit = (row[0] if row else 1, tuple(_event(r) for r in rows))
+            rows = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE node = ? ORDER BY rowid", (node,))
+            hit = (row[0] if row else 1, tuple(event_of(r) for r in rows))
             self._cache[node] = hit
             return hit
 
@@ -327,7 +296,7 @@ class Repository:
             return self._db.execute("DELETE FROM applied WHERE state = 'done' AND at < ?", (before,)).rowcount
 
     def apply(self, action: Action, at: float | None = None) -> bool:
-        """Apply a repository action (File/Update/RemoveEvent) and record its key, atomically.
+        """Apply a repository action (File/Update/Remove/EndEvent) and record its key, atomically.
 
         False if the key was already applied: the action is skipped. Effects (ApplyEffect,
         Heal) are the host agent's: wrap them in :meth:`begin` and :meth:`finish`.
@@ -342,6 +311,8 @@ class Repository:
                 self.put_event(action.node, action.event)
             elif isinstance(action, RemoveEvent):
                 self.remove_event(action.node, action.event_id)
+            elif isinstance(action, EndEvent):
+                self.end_event(action.event)
             self.finish(action.key, at)
             return True
 
@@ -363,36 +334,3 @@ class Repository:
     def view(self, node: str, on_approve: ApproveHook | None = None) -> "NodeEventView":
         """The :class:`NodeEventView` of ``node`` (approval hook: ``on_approve`` or the repository's)."""
         return NodeEventView(self, node, on_approve)
-
-
-class NodeEventView:
-    """One node's events as the metadata server reads them (:class:`netsim_imds.events.EventView`).
-
-    Reads come straight from the repository (cached per incarnation). Approving marks the
-    event Started on every node holding it, durably, then calls the hook once, so the
-    host agent can tell the planner; approving a Started event again is still True.
-    """
-
-    def __init__(self, repo: Repository, node: str, on_approve: ApproveHook | None = None) -> None:
-        self.repo, self.node = repo, node
-        self._on_approve = on_approve
-
-    @property
-    def document_incarnation(self) -> int:
-        """The node's incarnation: increases whenever what the node shows changes."""
-        return self.repo.incarnation(self.node)
-
-    def events_for(self, vm: str, avset: str = "") -> tuple[Event, ...]:
-        """The events of this node that VM ``vm`` (of availability set ``avset``) sees, oldest first."""
-        return tuple(e for e in self.repo.events(self.node) if vm in e.resources or (avset and e.avset == avset))
-
-    def approve(self, event_id: str) -> bool:
-        """Start ``event_id`` now for all its resources; False if this node does not show it."""
-        event = self.repo.event(self.node, event_id)
-        if event is None:
-            return False
-        started, changed = self.repo.start_event(event_id)
-        hook = self._on_approve or self.repo.on_approve
-        if changed and hook is not None and started is not None:
-            hook(started)
-        return True

@@ -1,9 +1,11 @@
-"""The constants and state tables of the maintenance planner.
+"""The state tables of the maintenance planner.
 
-Facts from ``shared/reference/cloud-metadata-apis.md`` section 2: minimum notice per
-event type (2.3), descriptions (2.2), and the life of an event: ``Scheduled`` until
-NotBefore or an approval (2.4), then ``Started``, then gone; never ``Completed`` (2.2).
-Service healing after an actual host failure skips ``Scheduled`` (2.3).
+The life of an event (``shared/reference/cloud-metadata-apis.md`` section 2, and the
+cloud-neutral lifecycle of :mod:`netsim_imds.events`): ``Scheduled`` until NotBefore or
+an approval (2.4), then ``Started`` for the whole impact, then ``Completed``; or
+``Canceled`` while Scheduled. Finished events leave the nodes and are kept as history.
+Service healing after an actual host failure skips ``Scheduled`` (2.3). Notices,
+impacts and texts per kind are each flavor's (:class:`netsim_imds.events.EventMapping`).
 
 Both state machines (one event, one update-domain walk) are tables keyed by (state,
 input); an input without a row raises :class:`~netsim.maintenance.errors.IllegalInput`.
@@ -17,45 +19,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-MIN_NOTICE_S: Mapping[str, float] = MappingProxyType({
-    "Freeze": 15 * 60.0,
-    "Reboot": 15 * 60.0,
-    "Redeploy": 10 * 60.0,
-    "Preempt": 30.0,
-    # "user-configurable, 5 to 15 minutes" on a scale set: we default to the upper bound.
-    "Terminate": 15 * 60.0,
-})
-"""Azure's minimum notice per event type (section 2.3), the default NotBefore - now."""
-
-DEFAULT_DURATION_S: Mapping[str, int] = MappingProxyType({
-    "Freeze": 5,        # the documented live-migration sample: "DurationInSeconds": 5
-    "Reboot": -1,       # -1: impact unknown (section 2.2)
-    "Redeploy": -1,
-    "Preempt": -1,
-    "Terminate": -1,
-})
-"""DurationInSeconds of a one-off event when the caller gives none."""
-
-MAINTENANCE = "Host server is undergoing maintenance."
-EMERGENCY = "Host server is undergoing an emergency repair."
-
-DEFAULT_DESCRIPTION: Mapping[str, str] = MappingProxyType({
-    "Freeze": "Virtual machine is being paused because of a memory-preserving Live Migration operation.",
-    "Reboot": MAINTENANCE,
-    "Redeploy": MAINTENANCE,
-    "Preempt": "Spot virtual machine is being evicted.",
-    "Terminate": "Virtual machine is being deleted.",
-})
-"""Description of a Platform one-off event when the caller gives none."""
-
-USER_DESCRIPTION = "Virtual machine is going to be restarted as requested by authorized user."
-"""Description of a User-sourced one-off event when the caller gives none."""
-
 DEFAULT_HEARTBEAT_TIMEOUT_S = 3.0
 """A node silent for this long is declared failed and its VMs are healed elsewhere."""
-
-GONE_KINDS = frozenset({"Preempt", "Terminate"})
-"""Event types whose effect removes the VM for good."""
 
 
 class Origin(enum.Enum):
@@ -67,7 +32,7 @@ class Origin(enum.Enum):
 
 
 class Phase(enum.Enum):
-    """Where one event stands. FINISHED events are removed from every node."""
+    """Where one event stands. FINISHED events leave every node (Completed or Canceled)."""
 
     SCHEDULED = "scheduled"
     STARTED = "started"
@@ -119,7 +84,7 @@ EVENT_TRANSITIONS: Mapping[tuple[Phase, EventInput], Transition] = MappingProxyT
     (_P.SCHEDULED, _EI.APPROVE): _t("_ev_start", _P.STARTED, _P.FINISHED),
     (_P.STARTED, _EI.APPROVE): _t("_ev_same", _P.STARTED),  # approving twice is still fine (200)
     (_P.STARTED, _EI.EFFECT_DONE): _t("_ev_effect_done", _P.STARTED, _P.FINISHED),
-    (_P.SCHEDULED, _EI.CANCEL): _t("_ev_cancel", _P.FINISHED),  # Azure's rare cancel: Scheduled -> gone
+    (_P.SCHEDULED, _EI.CANCEL): _t("_ev_cancel", _P.FINISHED),  # Azure's rare cancel: Scheduled -> Canceled
 })
 """Every legal (phase, input) of one event. A heal event is born STARTED."""
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import netaddr
 
+from netsim_imds.address import METADATA_ADDRESS
+
 ROUTABLE = netaddr.IPNetwork("198.18.0.0/15")
 LINK_LOCAL = netaddr.IPNetwork("169.254.0.0/16")
-METADATA_ADDRESS = "169.254.169.254"
 UPLINKS = netaddr.IPNetwork("198.19.248.0/22")
 SERVICES = netaddr.IPNetwork("198.19.255.0/24")
 SERVICES_GATEWAY = "198.19.255.1"
@@ -62,10 +63,9 @@ def vm_routable(node_index: int, slot: int) -> str:
 
 
 def routable_of(dc, vm_name: str) -> str:
-    """A VM's routable address: its slot on its home node (the topology's), wherever it runs."""
-    vm = dc.vm(vm_name)
-    slot = [v.name for v in dc.vms_on(vm.node)].index(vm_name)
-    return vm_routable(dc.node(vm.node).index, slot)
+    """A VM's routable address: its slot on its home node (the topology's), wherever it runs
+    (read from the address plan, :mod:`netsim.model.plan`)."""
+    return dc.address_plan.vm(vm_name).routable
 
 
 def static_link_local(vm_index: int) -> str:

@@ -7,6 +7,7 @@ Format (every key but ``name`` is optional)::
     location = "westeurope"
     linklocal = "claim"     # RFC 3927 over raw ARP; or "static" (deterministic addresses)
     timers = "rfc"          # or "fast" (RFC 3927 intervals divided; not conformant)
+    cloud = "azure"         # the metadata service's flavor (netsim_imds.flavors: NETSIM_FLAVORS adds more)
 
     [[node]]
     name = "n1"
@@ -38,7 +39,7 @@ from netsim.model.topology import VM, AvailabilitySet, Datacenter, Node
 from netsim.model.validate import validate
 
 _KEYS = {
-    "datacenter": {"name", "location", "linklocal", "timers"},
+    "datacenter": {"name", "location", "linklocal", "timers", "cloud"},
     "node": {"name"},
     "availability_set": {"name", "update_domains", "fault_domains"},
     "vm": {"name", "node", "availability_set", "update_domain", "fault_domain", "services", "size", "os_type"},
@@ -131,7 +132,8 @@ def parse(text: str, file: str | None = None) -> Datacenter:
 
     fail = failer("datacenter", -1)
     settings = {key: _get(dc_table, key, str, default, fail)
-                for key, default in (("location", "westeurope"), ("linklocal", "claim"), ("timers", "rfc"))}
+                for key, default in (("location", "westeurope"), ("linklocal", "claim"), ("timers", "rfc"),
+                                     ("cloud", Datacenter.cloud))}
     for key, choices in _CHOICES.items():
         if settings[key] not in choices:
             fail(key, f"must be one of {', '.join(repr(c) for c in choices)}, not {settings[key]!r}")

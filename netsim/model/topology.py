@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from netsim_imds.flavors import DEFAULT_FLAVOR
+
 LinkLocalMode = Literal["static", "claim"]
 TimerProfile = Literal["rfc", "fast"]
 
@@ -60,6 +62,7 @@ class Datacenter:
     location: str = "westeurope"
     linklocal: LinkLocalMode = "claim"
     timers: TimerProfile = "rfc"
+    cloud: str = DEFAULT_FLAVOR  # the metadata service's flavor (netsim_imds.flavors), e.g. "azure"
     source: str | None = field(default=None, compare=False)
 
     @cached_property
@@ -69,6 +72,12 @@ class Datacenter:
             on.setdefault(v.node, []).append(v)
         return ({n.name: n for n in self.nodes}, {v.name: v for v in self.vms},
                 {node: tuple(vms) for node, vms in on.items()})
+
+    @cached_property
+    def address_plan(self):
+        """The realised address plan (:class:`netsim.model.plan.AddressPlan`), computed once."""
+        from netsim.model.plan import AddressPlan  # late: plan imports this module
+        return AddressPlan(self)
 
     def node(self, name: str) -> Node:
         """The node called ``name`` (KeyError if none)."""

@@ -8,6 +8,7 @@ from netsim.model import bounds, names
 from netsim.errors import TopologyError
 from netsim.model import addressing
 from netsim.model.topology import Datacenter
+from netsim_imds import flavors
 
 # Locates a field for error messages: (table, index in that table, key) -> line or None.
 Locator = Callable[[str, int, str], "int | None"]
@@ -26,6 +27,10 @@ def validate(dc: Datacenter, locate: Locator = _no_line, file: str | None = None
 
     if problem := names.dc_name_problem(dc.name):
         fail(problem, "datacenter", -1, "name")
+    try:
+        flavors.resolve(dc.cloud)  # imports it: a flavor that cannot load fails here, not in the daemon
+    except flavors.FlavorError as exc:
+        fail(str(exc), "datacenter", -1, "cloud")
     if not dc.nodes:
         raise TopologyError("a datacenter needs at least one [[node]]", file=file, field="node")
     if len(dc.nodes) > addressing.MAX_NODES:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from dataclasses import dataclass
 
 from netsim.model import names
 from netsim.kernel import nft
@@ -15,6 +16,7 @@ from netsim.linklocal.driver import LinkLocalDriver
 from netsim.linklocal.machine import Bind
 from netsim.model import addressing
 from netsim.model.topology import Datacenter
+from netsim.runtime import commands
 
 log = logging.getLogger("netsim.runtime.claims")
 FAST_FACTOR = 10.0  # timers = "fast": every RFC 3927 interval divided by this
@@ -82,7 +84,7 @@ class LinkLocalService:
         """Open every VM's ARP socket, start every claim, and run the loop."""
         for vm in self.vms:
             self.driver.add(vm, names.vm_ns(self.dc.name, vm), names.VM_IFNAME,
-                            addressing.vm_mac(self.dc.name, self.dc.vm(vm).index))
+                            self.dc.address_plan.vm(vm).mac)
         self._nft_thread.start()
         self._thread.start()
 
@@ -112,3 +114,28 @@ class LinkLocalService:
         return {vm: {"state": state.name if hasattr(state, "name") else str(state), "address": address,
                      "timers": profile}
                 for vm, (state, address) in self.driver.status().items()}
+
+
+# -- control commands of the claims (netsim.runtime.commands) ---------------------------------
+
+@dataclass(frozen=True)
+class LinkArgs:
+    """``link``: a VM's link went down or up (``netsim link VM up|down`` already set it)."""
+
+    vm: str = commands.name("vm")
+    up: bool = commands.flag()
+
+
+@commands.command("link", LinkArgs)
+def link_command(ctx: commands.Context, a: LinkArgs) -> dict:
+    """Tell the VM's claim that its link went down or up: a link that comes back claims again."""
+    if ctx.linklocal is None:
+        raise commands.CommandError('link-local claiming is off (linklocal = "static"): there is no claim to tell')
+    ctx.linklocal.link_event(a.vm, a.up)
+    return {}
+
+
+@commands.command("linklocal")
+def linklocal_command(ctx: commands.Context, a: commands.NoArguments) -> dict:
+    """Every VM's claim: ``{"vms": {vm: {"state", "address", "timers"}}}`` (empty when static)."""
+    return {"vms": ctx.linklocal.status() if ctx.linklocal else {}}

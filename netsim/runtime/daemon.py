@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 
+from netsim.kernel import netns
 from netsim.model import names
 from netsim.api.control import SOCKET_NAME
-from netsim.runtime.controller import Controller, placement_from_kernel
+from netsim.runtime.controller import Controller
+from netsim.runtime.placement import Placement
 from netsim.api.datacenter import DAEMON_ERROR_PREFIX, RunningDatacenter
 from netsim.runtime.effects import Effects
 from netsim.errors import NetsimError
+from netsim.runtime import commands
 from netsim.runtime.identity import NeighbourResolver
-from netsim.maintenance.actions import event_to_dict
+from netsim.runtime.loop import loop_factory
 from netsim.maintenance.errors import RepositoryError
 from netsim.maintenance.repository import Repository
 from netsim.runtime.services import Services
@@ -42,8 +45,13 @@ class Daemon:
         self.dc = self.state.read_datacenter()
         check_repository(self.state.file("events.db"), dc_name)
         self.running = RunningDatacenter(self.dc, self.state)
-        self.placement = placement_from_kernel(self.dc)
-        self.server = MetadataServer(ServerConfig())
+        # The one placement (where each VM runs now): the effects change it; the planner's
+        # inputs, the claims and caller identity read it.
+        self.placement = Placement.from_kernel(self.dc)
+        self.placement.listeners.append(self._vm_moved)
+        # The flavor the topology names ([datacenter] cloud); the server opens its sockets in
+        # the nodes' namespaces through netsim's guard (it imports nothing from netsim).
+        self.server = MetadataServer(ServerConfig(flavor=self.dc.cloud), socket_factory=listen_socket_in)
         self.resolvers: dict[str, NeighbourResolver] = {}
         self.linklocal = None
         self.services = Services(self.dc, self.state, self.running.record_process)
@@ -63,6 +71,8 @@ class Daemon:
             self.linklocal.start()
         effects = Effects(self.dc, self.placement, self.linklocal, self.services)
         self.controller = Controller(self.dc, self.state, effects)
+        # Parked requests (a flavor's Wait) wake when their node's events change.
+        self.controller.on_events_changed = self._events_changed
         booted = self.state.file("booted")
         if not os.path.exists(booted):
             # The first boot of every VM. A restarted daemon finds the services running,
@@ -91,6 +101,18 @@ class Daemon:
             self.linklocal.stop()
         log.info("daemon of %s stopped", self.dc.name)
 
+    def _events_changed(self, nodes: set[str]) -> None:
+        """The controller committed changes to these nodes' events."""
+        for node in nodes:
+            self.server.notify(node)
+
+    def _vm_moved(self, vm: str, old: str | None, new: str | None) -> None:
+        """A VM left ``old`` for ``new``: both nodes' caller identities must be read again."""
+        for node in (old, new):
+            resolver = self.resolvers.get(node or "")
+            if resolver is not None:
+                resolver.invalidate()
+
     def _address_changed(self, vm: str) -> None:
         """A VM's address changed: its node's caller identities must be read again."""
         resolver = self.resolvers.get(self.placement.get(vm, ""))
@@ -101,82 +123,44 @@ class Daemon:
         """The VM's current link-local address, as its claim (or the static plan) says."""
         if self.linklocal is not None:
             return self.linklocal.address_of(vm) or ""
-        from netsim.model.addressing import static_link_local
-        return static_link_local(self.dc.vm(vm).index)
+        return self.dc.address_plan.vm(vm).static_link_local or ""
 
     # -- control socket -----------------------------------------------------------------------
 
     async def serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer one request line of the control protocol (:mod:`netsim.runtime.commands`)."""
         try:
             try:
                 # One line of at most the reader's limit (64 KiB): a longer one is refused.
-                req = json.loads(await reader.readline())
-                answer = {"ok": True, **self.handle(req)}
-            except KeyError as exc:
-                answer = {"ok": False, "error": f"unknown name {exc}"}
-            except (NetsimError, ValueError, TypeError, RecursionError) as exc:
-                answer = {"ok": False, "error": str(exc)}
+                try:
+                    line = await reader.readline()
+                except ValueError:
+                    raise commands.CommandError("a control request is one line of at most 64 KiB") from None
+                answer = {"ok": True, **commands.dispatch(self, commands.decode(line))}
+            except NetsimError as exc:
+                answer = commands.refusal(exc)
             except sqlite3.Error as exc:
                 log.exception("control request failed in the event repository")
                 answer = {"ok": False, "error": f"the event repository failed ({exc}); see daemon.log, and "
                                                 f"'netsim daemon restart --reset-events' if it is corrupt"}
-            writer.write(json.dumps(answer).encode() + b"\n")
+            except Exception as exc:  # a bug, not the client's doing: keep serving, say where to look
+                log.exception("control request failed")
+                answer = {"ok": False, "error": f"the daemon failed on this request ({type(exc).__name__}: "
+                                                f"{str(exc)[:120]}); see daemon.log"}
+            writer.write(commands.encode(answer))
             await writer.drain()
         finally:
             writer.close()
 
-    def handle(self, req: dict) -> dict:
-        """Answer one control request."""
-        c = self.controller
-        assert c is not None
-        if not isinstance(req, dict):
-            raise ValueError('a control request is one JSON object per line: {"command": ..., ...}')
-        command = req.get("command")
-        if command == "ping":
-            return {"pid": os.getpid(), "nodes": self.server.nodes}
-        if command == "linklocal":
-            return {"vms": self.linklocal.status() if self.linklocal else {}}
-        if command == "link":
-            if self.linklocal is None:
-                raise ValueError("link-local claiming is off (linklocal = \"static\")")
-            if not isinstance(req.get("up"), bool):
-                raise ValueError(f"link: 'up' must be true or false, not {req.get('up')!r}")
-            self.linklocal.link_event(c.known("vm", req.get("vm")), req["up"])
-            return {}
-        if command == "event_add":
-            notice = req.get("in")
-            duration = req.get("duration")
-            # The controller checks every value (netsim.model.bounds): no float() here, which
-            # would turn the strings "nan" and "inf" into numbers. -1 asks for the default.
-            event_id = c.add_event(req.get("vm"), req.get("type", "Reboot"), notice,
-                                   None if duration is None or (type(duration) is int and duration == -1) else duration,
-                                   req.get("description") or None, req.get("source", "Platform"))
-            return {"event": event_to_dict(c.planner.event(event_id))}
-        if command == "events":
-            events = [event_to_dict(e) for e in c.planner.events()]
-            return {"events": events, "document_incarnation": {n.name: c.repo.incarnation(n.name)
-                                                               for n in self.dc.nodes}}
-        if command == "approve":
-            if not c.approve(req["id"]):
-                raise ValueError(f"no event {req['id']} is waiting for approval")
-            return {"event": event_to_dict(c.planner.event(req["id"]))} if c.planner.event(req["id"]) else {}
-        if command == "cancel":
-            c.cancel_event(req["id"])
-            return {}
-        if command == "walk_start":
-            walk_id = c.start_walk(req.get("avset"), req.get("notice", 900.0), req.get("downtime", 60.0))
-            return {"walk": c.planner.walk_status(walk_id).to_dict()}
-        if command == "snapshot":
-            snap = c.snapshot()
-            snap["claims"] = self.linklocal.status() if self.linklocal else {}
-            return snap
-        if command == "node_fail":
-            c.node_fail(req["node"])
-            return {}
-        if command == "node_recover":
-            c.node_recover(req["node"])
-            return {}
-        raise ValueError(f"unknown command {command!r}")
+    def known(self, kind: str, value: object) -> str:
+        """``value`` if the topology has a ``kind`` of that name (the controller checks)."""
+        assert self.controller is not None
+        return self.controller.known(kind, value)
+
+
+def listen_socket_in(ns_name: str) -> socket.socket:
+    """The metadata server's socket factory: a TCP socket opened in namespace ``ns_name``."""
+    return netns.socket_in(ns_name, socket.AF_INET, socket.SOCK_STREAM)
 
 
 def check_repository(path: str, dc_name: str) -> None:
@@ -207,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     try:
-        asyncio.run(Daemon(args.name).run())
+        # uvloop when installed (NETSIM_LOOP=asyncio forces the stdlib loop): netsim.runtime.loop
+        factory, loop_name = loop_factory()
+        log.info("daemon of %s: event loop %s", args.name, loop_name)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(Daemon(args.name).run())
     except NetsimError as exc:
         print(f"{DAEMON_ERROR_PREFIX}{exc}", file=sys.stderr, flush=True)
         return 2

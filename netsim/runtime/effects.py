@@ -1,8 +1,10 @@
 """What maintenance really does to a VM: freeze, power off and on, move, remove.
 
 Each step is idempotent, so a daemon restarted after SIGKILL can run it again safely.
-``placement`` maps every VM to the node that holds it now (it changes on Redeploy and
-service healing); the VM keeps its MAC, routable address and identity wherever it goes.
+``placement`` is the datacenter's one :class:`~netsim.runtime.placement.Placement` (every
+VM to the node that holds it now): only these effects change it (on Redeploy, service
+healing and removal), everyone else reads it. The VM keeps its MAC, routable address and
+identity wherever it goes.
 """
 
 from __future__ import annotations
@@ -14,25 +16,16 @@ import time
 from collections.abc import MutableMapping
 
 from netsim.model import names
-from netsim.kernel import netns, nft
+from netsim.kernel import netns, nft, procfs
 from netsim.errors import NetsimError
 from netsim.kernel.rtnl import Rtnl
 from netsim.runtime.services import Services
 from netsim.kernel.teardown import end_processes, processes_in, remove_namespaces
-from netsim.model import addressing
+from netsim.model.plan import VmPlan, plan_of
 from netsim.model.topology import Datacenter
 
 log = logging.getLogger("netsim.runtime.effects")
 STOPPED_STATES = ("T", "t", "Z", "X", None)  # stopped, traced, dead, or gone
-
-
-def _task_state(pid: int) -> str | None:
-    """The state letter of a process (field 3 of /proc/PID/stat), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return None
 
 
 class Effects:
@@ -49,8 +42,12 @@ class Effects:
     def _node_ns(self, node: str) -> str:
         return names.node_ns(self.dc.name, node)
 
+    def _plan(self, vm: str) -> VmPlan:
+        """The VM's fixed addresses, port and routes (:mod:`netsim.model.plan`)."""
+        return plan_of(self.dc).vm(vm)
+
     def _port_index(self, vm: str) -> int:
-        return names.PORT_INDEX_BASE + self.dc.vm(vm).index
+        return self._plan(vm).port_index
 
     def processes(self, vm: str) -> list[int]:
         """PIDs of every process running inside the VM."""
@@ -81,7 +78,7 @@ class Effects:
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline and any(_task_state(pid) not in STOPPED_STATES for pid in pids):
+        while time.monotonic() < deadline and any(procfs.task_state(pid) not in STOPPED_STATES for pid in pids):
             time.sleep(0.001)
         self._port(vm, up=False)
         log.info("%s frozen: %d processes stopped, port down", vm, len(pids))
@@ -110,12 +107,9 @@ class Effects:
     def _vm_routes(self, vm: str) -> None:
         """The VM's own routes, which the kernel dropped with its link: the default route
         through its (home) gateway and, when claiming, 169.254/16 on-link (RFC 3927 s2.6)."""
-        from netsim.kernel.builder import LINK_LOCAL_ROUTE_METRIC
-        gateway = addressing.node_addresses(self.dc.node(self.dc.vm(vm).node).index).gateway
         with Rtnl.in_namespace(self._vm_ns(vm)) as sock:
-            if self.dc.linklocal == "claim":
-                sock.add_route("169.254.0.0/16", oif=names.NIC_INDEX, metric=LINK_LOCAL_ROUTE_METRIC, exist_ok=True)
-            sock.add_route("default", gateway=gateway, exist_ok=True)
+            for route in self._plan(vm).routes:
+                sock.add_route(route.dst, gateway=route.gateway, oif=route.oif, metric=route.metric, exist_ok=True)
             sock.flush()
 
     def power_on(self, vm: str) -> None:
@@ -132,13 +126,10 @@ class Effects:
 
     def _routes(self, vm: str, node: str, add: bool) -> None:
         """Routes that make the VM's routable address follow it to ``node`` (away from home)."""
-        v = self.dc.vm(vm)
-        home = self.dc.node(v.node)
-        if node == home.name:
+        away = plan_of(self.dc).away_routes(vm, node)
+        if away is None:  # its home node
             return
-        address = addressing.routable_of(self.dc, vm)
-        here = addressing.node_addresses(self.dc.node(node).index)
-        home_plan = addressing.node_addresses(home.index)
+        home = self._plan(vm).home
         if add:
             # The VM still thinks its home subnet is on-link: the new node answers ARP for
             # those addresses (proxy ARP) and routes them through the fabric.
@@ -148,36 +139,36 @@ class Effects:
         with Rtnl.in_namespace(self._node_ns(node)) as sock:
             if add:
                 # The VM keeps its gateway: the new node answers for it on its bridge.
-                sock.add_address(names.NIC_INDEX, home_plan.gateway, 32, exist_ok=True)
-                sock.add_route(f"{address}/32", oif=names.NIC_INDEX, exist_ok=True)
+                sock.add_address(names.NIC_INDEX, away.home_gateway, 32, exist_ok=True)
+                sock.add_route(away.host_route, oif=names.NIC_INDEX, exist_ok=True)
             else:
-                sock.del_route(f"{address}/32", oif=names.NIC_INDEX)
+                sock.del_route(away.host_route, oif=names.NIC_INDEX)
             sock.flush()
         with Rtnl.in_namespace(names.fabric_ns(self.dc.name)) as fabric:
-            fabric.del_route(f"{address}/32")
+            fabric.del_route(away.host_route)
             if add:
-                fabric.add_route(f"{address}/32", gateway=here.uplink)
+                fabric.add_route(away.host_route, gateway=away.fabric_via)
             fabric.flush()
         try:
             self._home_routes(vm, add)
         except NetsimError as exc:  # a failed home node: done again when it recovers
-            log.info("home node %s of %s not updated: %s", home.name, vm, exc)
+            log.info("home node %s of %s not updated: %s", home, vm, exc)
 
     def _home_routes(self, vm: str, add: bool) -> None:
         """On the VM's home node: answer ARP for it and route it through the fabric, so the
         VM's old neighbours on its home subnet still reach it."""
-        home = self.dc.node(self.dc.vm(vm).node)
-        address, plan = addressing.routable_of(self.dc, vm), addressing.node_addresses(home.index)
+        p = self._plan(vm)
+        via = plan_of(self.dc).node(p.home).fabric_side
         if add:
             # Proxy ARP answers after a random delay of up to 0.8 s by default.
-            with netns.entered(self._node_ns(home.name)):
+            with netns.entered(self._node_ns(p.home)):
                 netns.write_sysctl(f"net/ipv4/neigh/{names.NODE_BRIDGE}/proxy_delay", "0")
-        with Rtnl.in_namespace(self._node_ns(home.name)) as sock:
-            sock.proxy_neighbour(names.NIC_INDEX, address, add=add)
+        with Rtnl.in_namespace(self._node_ns(p.home)) as sock:
+            sock.proxy_neighbour(names.NIC_INDEX, p.routable, add=add)
             if add:
-                sock.add_route(f"{address}/32", gateway=plan.fabric_side, exist_ok=True)
+                sock.add_route(f"{p.routable}/32", gateway=via, exist_ok=True)
             else:
-                sock.del_route(f"{address}/32", gateway=plan.fabric_side)
+                sock.del_route(f"{p.routable}/32", gateway=via)
             sock.flush()
 
     def node_recovered(self, node: str) -> None:
@@ -189,12 +180,11 @@ class Effects:
     def _port_security(self, vm: str, node: str, add: bool) -> None:
         """Tell ``node``'s port security the VM's port, MAC and fixed addresses (the routable
         one, and the static link-local one when there are no claims) arrive or leave."""
-        port, mac = names.vm_port(vm), addressing.vm_mac(self.dc.name, self.dc.vm(vm).index)
+        p = self._plan(vm)
         verb = "add" if add else "delete"
-        commands = f'{verb} element bridge netsim_portsec port_mac {{ "{port}" . {mac} }}\n'
-        commands += nft.claim_commands(port, addressing.routable_of(self.dc, vm), add)
-        if self.dc.linklocal == "static":
-            commands += nft.claim_commands(port, addressing.static_link_local(self.dc.vm(vm).index), add)
+        commands = f'{verb} element bridge netsim_portsec port_mac {{ "{p.port}" . {p.mac} }}\n'
+        for address in p.fixed_addresses:
+            commands += nft.claim_commands(p.port, address, add)
         try:
             nft.run(self._node_ns(node), commands)
         except nft.NftError as exc:
@@ -208,7 +198,7 @@ class Effects:
         (:meth:`~netsim.kernel.rtnl.Rtnl.pin_port`), all in one batch before it may come up, so
         that identity lookups (the FDB port of the VM's MAC) name this port and no frame
         is ever learned from it. Idempotent."""
-        index, mac = self._port_index(vm), addressing.vm_mac(self.dc.name, self.dc.vm(vm).index)
+        index, mac = self._port_index(vm), self._plan(vm).mac
         with Rtnl.in_namespace(self._node_ns(node)) as sock:
             sock.set_link(index, master=names.NIC_INDEX, what=f"plugging {vm} into br0 of {node}")
             sock.pin_port(index, mac)

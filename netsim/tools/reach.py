@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from netsim.model import names
 from netsim.kernel.probe import Probe, run_probes
 from netsim.model import addressing
+from netsim.model.plan import plan_of
 from netsim.model.topology import Datacenter
+from netsim_imds.address import METADATA_PORT
 
-METADATA_PORT = 80
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def targets(dc: Datacenter, link_local: dict[str, str | None], metadata: bool = 
     addresses, and (with ``metadata``) each VM's own node's metadata endpoint."""
     out = []
     for vm in dc.vms:
-        out.append(Target(vm.name, "routable", addressing.routable_of(dc, vm.name)))
+        out.append(Target(vm.name, "routable", plan_of(dc).vm(vm.name).routable))
         if link_local.get(vm.name):
             out.append(Target(vm.name, "link-local", link_local[vm.name]))
     for host in names.EXTRA_HOSTS:

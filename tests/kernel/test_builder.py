@@ -137,3 +137,26 @@ def test_no_traffic_helper_runs_from_the_host_namespace():
         require_emulated_namespace()
     with pytest.raises(RootNamespaceError):
         emulated_socket("not-ours", socket.AF_INET, socket.SOCK_DGRAM)
+
+
+def test_the_kernel_holds_the_address_plan(datacenter, host_exec):
+    """Every VM's port, MAC, routable address, routes and port-security entry are the plan's."""
+    from netsim.model.plan import plan_of
+    dc = datacenter
+    plan = plan_of(dc.topology)
+    for vm in dc.topology.vms:
+        p = plan.vm(vm.name)
+        with Rtnl.in_namespace(names.vm_ns(dc.name, vm.name)) as sock:
+            mine = {(a, plen) for i, a, plen in sock.addresses() if i == names.NIC_INDEX}
+            assert sock.link_state(names.NIC_INDEX)[2] == p.mac
+        assert set(p.addresses) <= mine, (vm.name, mine)
+        with Rtnl.in_namespace(names.node_ns(dc.name, p.home)) as sock:
+            assert sock.link_state(p.port_index)[0] == p.port
+        routes = host_exec(vm.name, "ip", "-4", "route", "show").stdout
+        for r in p.routes:
+            assert (f"{r.dst} via {r.gateway}" if r.gateway else f"{r.dst} dev eth0") in routes, (vm.name, routes)
+        rules = host_exec(f"node:{p.home}", "nft", "list", "set", "bridge", "netsim_portsec", "owner").stdout
+        assert f'{p.routable} . "{p.port}"' in rules, rules
+    for node in dc.topology.nodes:
+        with Rtnl.in_namespace(names.node_ns(dc.name, node.name)) as sock:
+            assert (plan.node(node.name).gateway, 24) in {(a, plen) for _, a, plen in sock.addresses()}

@@ -15,7 +15,7 @@ import pytest
 
 from netsim.linklocal import RFC_TIMERS, Timers
 from netsim.linklocal.driver import LinkLocalDriver
-from netsim.harness.lab import Lab
+from netsim.harness.testbed import Testbed
 
 FAST: Timers = RFC_TIMERS.scaled(5)
 """The timer profile of namespace tests: a clean claim takes 0.8-1.4 s."""
@@ -34,12 +34,12 @@ def needs_root() -> None:
 
 
 @pytest.fixture
-def make_lab(needs_root: None) -> Iterator[Callable[..., Lab]]:
-    """Factory ``make_lab(nodes, vms_per_node)`` -> a built :class:`Lab`; all removed at teardown."""
-    labs: list[Lab] = []
+def make_lab(needs_root: None) -> Iterator[Callable[..., Testbed]]:
+    """Factory ``make_lab(nodes, vms_per_node)`` -> a built :class:`~netsim.harness.testbed.Testbed`; all removed at teardown."""
+    labs: list[Testbed] = []
 
-    def make(nodes: int = 1, vms_per_node: int = 2) -> Lab:
-        lab = Lab(f"nsim-lltest-{os.getpid()}-{next(_labs)}-", nodes, vms_per_node)
+    def make(nodes: int = 1, vms_per_node: int = 2) -> Testbed:
+        lab = Testbed(f"nsim-lltest-{os.getpid()}-{next(_labs)}-", nodes, vms_per_node)
         labs.append(lab)
         return lab.build()
 

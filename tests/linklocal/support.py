@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from netsim.linklocal.arp import ArpPacket, decode_frame
-from netsim.harness.lab import BRIDGE_INDEX, Lab
+from netsim.harness.testbed import BRIDGE_INDEX, Testbed
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -35,7 +35,7 @@ class BridgeCapture:
     mode (so unicast replies between VMs are seen too) for as long as it is open.
     """
 
-    def __init__(self, lab: Lab, node: int = 0) -> None:
+    def __init__(self, lab: Testbed, node: int = 0) -> None:
         self.sock = lab.socket_in_node(node)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         mreq = struct.pack("iHH8s", BRIDGE_INDEX, PACKET_MR_PROMISC, 0, b"")

@@ -31,8 +31,8 @@ def _walk_event(p: Planner) -> str:
     return p.walks()[-1].event_id
 
 
-def _event_of(p: Planner, event_type: str) -> str:
-    return next(e.event_id for e in p.events() if e.event_type == event_type)
+def _event_of(p: Planner, kind: str) -> str:
+    return next(e.event_id for e in p.events() if e.kind == kind)
 
 
 WALK: list[Step] = [
@@ -54,20 +54,20 @@ MIXED: list[Step] = [
     ("nodes", lambda p: [p.heartbeat(n, 0.0) for n in ("n1", "n2", "n3")]),
     ("vms", lambda p: [p.add_vm(v, n, s) for v, n, s in
                        (("a", "n1", "web"), ("b", "n1", "web"), ("c", "n2", "web"), ("d", "n3", ""))]),
-    ("freeze", lambda p: p.add_event("a", "n1", "web", "Freeze", 0.0, notice_s=1)),
-    ("preempt", lambda p: p.add_event("d", "n3", "", "Preempt", 0.0)),
-    ("redeploy", lambda p: p.add_event("c", "n2", "web", "Redeploy", 0.0, notice_s=2)),
+    ("freeze", lambda p: p.add_event("a", "n1", "web", "pause", 0.0, notice_s=1)),
+    ("preempt", lambda p: p.add_event("d", "n3", "", "preempt", 0.0)),
+    ("redeploy", lambda p: p.add_event("c", "n2", "web", "redeploy", 0.0, notice_s=2)),
     ("heartbeats", lambda p: [p.heartbeat(n, 1.0) for n in ("n1", "n2", "n3")]),
     ("tick-freeze", lambda p: p.tick(1.0)),
-    ("thawed", lambda p: p.effect_done(_event_of(p, "Freeze"), "a", 1.5)),
+    ("thawed", lambda p: p.effect_done(_event_of(p, "pause"), "a", 1.5)),
     ("heartbeats-2", lambda p: [p.heartbeat(n, 2.5) for n in ("n2", "n3")]),
     ("tick-redeploy", lambda p: p.tick(2.0)),
-    ("moved", lambda p: p.effect_done(_event_of(p, "Redeploy"), "c", 3.0)),
+    ("moved", lambda p: p.effect_done(_event_of(p, "redeploy"), "c", 3.0)),
     ("tick-n1-fails", lambda p: p.tick(4.0)),
     ("back-a", lambda p: p.vm_back("a", 5.0)),
     ("back-b", lambda p: p.vm_back("b", 5.0)),
     ("tick-preempt", lambda p: p.tick(30.0)),
-    ("evicted", lambda p: p.effect_done(_event_of(p, "Preempt"), "d", 31.0)),
+    ("evicted", lambda p: p.effect_done(_event_of(p, "preempt"), "d", 31.0)),
     ("walk", lambda p: p.start_walk("web", [(v, p.node_of(v), i) for i, v in enumerate("abc")], 0, 1, 32.0)),
     ("tick-ud0", lambda p: p.tick(32.0)),
     ("back-a-2", lambda p: p.vm_back("a", 33.0)),
@@ -140,7 +140,7 @@ def test_the_reference_runs_do_what_they_claim() -> None:
     assert final["walks"][0]["state"] == "done"
     _, applied, final = reference(MIXED)
     assert [(a.vm, a.kind) for a in applied if isinstance(a, ApplyEffect)][:3] == [
-        ("a", "Freeze"), ("c", "Redeploy"), ("d", "Preempt")]
+        ("a", "pause"), ("c", "redeploy"), ("d", "preempt")]
     assert [(h.vm, h.from_node) for h in applied if isinstance(h, Heal)] == [("a", "n1"), ("b", "n1")]
     assert shown(applied) == {}
     assert final["walks"][0]["state"] == "done"
@@ -158,7 +158,7 @@ def test_state_is_json_and_round_trips_exactly() -> None:
     assert clone.next_deadline() == planner.next_deadline()
     assert clone.events() == planner.events()
     # The restored generator continues the same sequence of ids.
-    assert clone.add_event("z", "n2", "", "Reboot", 9.0) == planner.add_event("z", "n2", "", "Reboot", 9.0)
+    assert clone.add_event("z", "n2", "", "reboot", 9.0) == planner.add_event("z", "n2", "", "reboot", 9.0)
 
 
 def test_actions_round_trip_through_json() -> None:

@@ -9,7 +9,7 @@ import pytest
 from netsim.maintenance.actions import Heal
 from netsim.maintenance.errors import MaintenanceError
 from netsim.maintenance.planner import Planner
-from netsim.maintenance.tables import EMERGENCY
+from netsim_imds.azure.events import EMERGENCY
 
 from tests.maintenance.support import effects, kinds, shown
 
@@ -42,7 +42,7 @@ def test_a_silent_node_is_healed_with_an_immediate_started_reboot(planner: Plann
     filed = kinds(a for a in actions if not isinstance(a, Heal))
     assert filed == [("file", "n3", "Started"), ("file", "n2", "Started")]  # no Scheduled phase at all
     event = planner.event(heals[0].event_id)
-    assert (event.event_type, event.status, event.resources) == ("Reboot", "Started", ("a", "b", "c", "d"))
+    assert (event.kind, event.status, event.resources) == ("reboot", "Started", ("a", "b", "c", "d"))
     assert (event.not_before, event.created, event.description, event.avset) == (T + 3, T + 3, EMERGENCY, "web")
     assert planner.failed_nodes() == ("n1",)
     assert [planner.node_of(v) for v in "abcde"] == ["n3", "n2", "n3", "n2", "n2"]
@@ -127,7 +127,7 @@ def test_events_of_healed_vms_follow_them(planner: Planner) -> None:
 
 def test_a_vm_being_deleted_is_not_restored(planner: Planner) -> None:
     fleet(planner)
-    event_id = planner.add_event("a", "n1", "web", "Terminate", T, notice_s=0)
+    event_id = planner.add_event("a", "n1", "web", "terminate", T, notice_s=0)
     planner.tick(T)
     planner.node_failed("n1", ["n2", "n3"], T + 1)
     assert planner.node_of("a") is None

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -25,14 +26,14 @@ T = 1_442_299_371.25  # a NotBefore with a fraction: REAL must keep it exactly
 
 def ev(event_id: str = "e1", **kw) -> Event:
     """A Reboot of vm1 and vm2 in set ``web`` (fields overridable)."""
-    fields = dict(event_type="Reboot", resources=("vm1", "vm2"), not_before=T + 900, created=T,
+    fields = dict(kind="reboot", resources=("vm1", "vm2"), not_before=T + 900, created=T,
                   description="Host server is undergoing maintenance.", duration_s=60, avset="web")
     fields.update(kw)
     return Event(event_id, **fields)
 
 
 def test_events_round_trip_with_every_field(repo: Repository) -> None:
-    odd = ev("e2", event_type="Freeze", resources=("vm3",), status="Started", description="Pause ✓ \"quoted\"",
+    odd = ev("e2", kind="pause", resources=("vm3",), status="Started", description="Pause ✓ \"quoted\"",
              source="User", duration_s=0, avset="")
     repo.put_event("n1", ev())
     repo.put_event("n1", odd)
@@ -61,16 +62,43 @@ def test_the_incarnation_rises_on_every_change_of_what_a_node_shows(repo: Reposi
     assert repo.incarnation("n2") == 1
 
 
-def test_starting_an_event_marks_it_started_on_every_node(repo: Repository) -> None:
+def test_an_approval_is_an_input_in_the_inbox_not_a_status_write(repo: Repository) -> None:
+    # One writer of status: the view files the VM's approval in the inbox; only the
+    # planner's UpdateEvent (applied by the controller) makes the event Started.
     repo.put_event("n1", ev())
     repo.put_event("n2", ev())
-    started, changed = repo.start_event("e1")
-    assert (started, changed) == (ev(status="Started"), True)
-    assert [repo.incarnation(n) for n in ("n1", "n2")] == [3, 3]
-    assert repo.start_event("e1") == (ev(status="Started"), False)
-    assert [repo.incarnation(n) for n in ("n1", "n2")] == [3, 3]
-    assert repo.start_event("nope") == (None, False)
-    assert repo.started_event_ids() == ["e1"]
+    assert repo.request_approval("n1", "e1", T) is True
+    assert repo.request_approval("n2", "e1", T) is False  # already waiting
+    assert repo.approvals() == ["e1"]
+    assert [repo.event(n, "e1").status for n in ("n1", "n2")] == ["Scheduled", "Scheduled"]
+    assert [repo.incarnation(n) for n in ("n1", "n2")] == [2, 2]
+    with repo.transaction():
+        repo.apply(UpdateEvent("n1", ev(status="Started")))
+        repo.clear_approvals(["e1"])
+    assert repo.approvals() == [] and repo.event("n1", "e1").status == "Started"
+
+
+def test_the_inbox_survives_a_reopen(tmp_path) -> None:
+    path = str(tmp_path / "r.db")
+    with Repository(path) as repo:
+        repo.put_event("n1", ev())
+        repo.view("n1").approve("e1")
+    with Repository(path) as again:  # as a daemon started after SIGKILL finds it
+        assert again.approvals() == ["e1"]
+
+
+def test_history_keeps_ended_events_newest_last_and_bounded(repo: Repository, monkeypatch) -> None:
+    import netsim.maintenance.repository as repository
+    monkeypatch.setattr(repository, "HISTORY_LIMIT", 2)
+    for i in range(3):
+        assert repo.end_event(ev(f"h{i}", status="Completed", ended=T + i)) is True
+    assert repo.end_event(ev("h2", status="Completed", ended=T + 2)) is False  # once
+    assert [(e.event_id, e.status, e.ended) for e in repo.history()] == [("h1", "Completed", T + 1),
+                                                                         ("h2", "Completed", T + 2)]
+    with pytest.raises(RepositoryError, match="only an event that ended"):
+        repo.end_event(ev("live"))
+    assert [e.event_id for e in repo.view("n7").history_for("vm1", "web")] == ["h1", "h2"]
+    assert repo.view("n7").history_for("vm8", "") == ()
 
 
 def test_node_event_view_is_the_metadata_servers_event_view(repo: Repository) -> None:
@@ -86,9 +114,11 @@ def test_node_event_view_is_the_metadata_servers_event_view(repo: Repository) ->
     assert view.events_for("vm3", "") == ()
     assert [e.event_id for e in view.events_for("vm9", "")] == ["solo"]
     assert view.approve("e1") is True
-    assert view.approve("e1") is True  # already Started: still fine, no second callback
-    assert [e.status for e in approved] == ["Started"]
-    assert view.document_incarnation == 4
+    assert view.approve("e1") is True  # already in the inbox: still fine, no second callback
+    assert [(e.event_id, e.status) for e in approved] == [("e1", "Scheduled")]
+    assert view.document_incarnation == 3 and repo.approvals() == ["e1"]  # the view writes no status
+    repo.put_event("n1", ev(status="Started"))
+    assert view.approve("e1") is True  # Started: fine
     assert view.approve("nope") is False
     assert repo.view("n2").approve("e1") is False  # n2 does not show it
 
@@ -128,7 +158,7 @@ _CHILD = textwrap.dedent("""
     from netsim_imds.events import Event
     from netsim.maintenance.repository import Repository
     repo = Repository({path!r})
-    e = Event("late", "Reboot", ("vm1",), 1.0, 0.0)
+    e = Event("late", "reboot", ("vm1",), 1.0, 0.0)
     if {commit}:
         repo.put_event("n1", e)
     else:
@@ -164,7 +194,7 @@ def test_the_ledger_applies_each_key_once(repo: Repository) -> None:
     assert repo.apply(UpdateEvent("n1", ev(status="Started"))) is True
     assert repo.apply(RemoveEvent("n1", "e1")) is True and repo.events("n1") == ()
     assert repo.ledger_state(file.key) == "done" and repo.applied(file.key)
-    effect = ApplyEffect("e1", "vm1", "n1", "Reboot", 60)
+    effect = ApplyEffect("e1", "vm1", "n1", "reboot", 60)
     with pytest.raises(RepositoryError, match="begin"):
         repo.apply(effect)
     assert repo.begin(effect.key, at=3.0) is True
@@ -255,7 +285,7 @@ def test_the_file_is_in_wal_mode(repo: Repository, tmp_path) -> None:
 
 
 def test_the_metadata_api_serves_straight_from_the_repository(repo: Repository) -> None:
-    from netsim_imds.api import ApiConfig, MetadataApi
+    from netsim_imds.azure.api import AzureConfig, AzureFlavor
     from netsim_imds.http import RequestParser
     from netsim_imds.identity import VmIdentity
 
@@ -265,11 +295,16 @@ def test_the_metadata_api_serves_straight_from_the_repository(repo: Repository) 
                      f"Metadata: true\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
         vm = VmIdentity("vm3", vm_id="id", node="n1", update_domain=1, fault_domain=0, availability_set="web",
                         mac="02:00:00:00:00:03", link_local="169.254.10.3", address="198.18.1.7", prefix=24)
-        resp = MetadataApi(ApiConfig(rate_limit=None)).handle(parser.next_request(), vm, view, T)
+        resp = AzureFlavor(AzureConfig(rate_limit=None)).handle(parser.next_request(), vm, view, T)
         return resp.status, (json.loads(resp.body) if resp.body else None)
 
     approved: list[Event] = []
-    view = repo.view("n1", on_approve=approved.append)
+
+    def planner_writes_started(event: Event) -> None:  # what the controller does with the inbox
+        approved.append(event)
+        repo.apply(UpdateEvent("n1", replace(event, status="Started")))
+        repo.clear_approvals([event.event_id])
+    view = repo.view("n1", on_approve=planner_writes_started)
     assert call("GET") == (200, {"DocumentIncarnation": 1, "Events": []})
     repo.put_event("n1", ev())
     status, doc = call("GET")

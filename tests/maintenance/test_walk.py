@@ -9,7 +9,7 @@ import pytest
 from netsim.maintenance.actions import ApplyEffect, FileEvent, RemoveEvent, UpdateEvent
 from netsim.maintenance.errors import IllegalInput, MaintenanceError, UnknownWalk, WalkInProgress
 from netsim.maintenance.planner import Planner, walk_members
-from netsim.maintenance.tables import MAINTENANCE
+from netsim_imds.azure.events import MAINTENANCE
 from netsim.model.topology import grid
 
 from tests.maintenance.support import WEB, effects, kinds, shown
@@ -24,7 +24,7 @@ def test_walk_files_one_reboot_event_for_the_first_update_domain(planner: Planne
     assert kinds(actions) == [("file", "n1", "Scheduled"), ("file", "n2", "Scheduled"), ("file", "n3", "Scheduled")]
     event = actions[0].event
     assert all(a.event == event for a in actions)
-    assert (event.event_type, event.resources, event.not_before, event.created) == ("Reboot", ("vm1", "vm2"), T + 900, T)
+    assert (event.kind, event.resources, event.not_before, event.created) == ("reboot", ("vm1", "vm2"), T + 900, T)
     assert (event.description, event.source, event.duration_s, event.avset) == (MAINTENANCE, "Platform", 60, "web")
     assert planner.next_deadline() == T + 900
     status = planner.walk_status(walk_id)
@@ -40,7 +40,7 @@ def test_the_event_starts_exactly_at_not_before(planner: Planner) -> None:
     planner.tick(T + 900)
     actions = planner.pop_actions()
     assert kinds(actions) == [("update", "n1", "Started"), ("update", "n2", "Started"), ("update", "n3", "Started"),
-                              ("effect", "vm1", "Reboot"), ("effect", "vm2", "Reboot")]
+                              ("effect", "vm1", "reboot"), ("effect", "vm2", "reboot")]
     assert [(e.node, e.duration_s, e.target_node) for e in effects(actions)] == [("n1", 60, None), ("n2", 60, None)]
     assert planner.walk_status(walk_id).state == "impact"
     assert planner.next_deadline() is None  # nothing more until the VMs are back

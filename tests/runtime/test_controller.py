@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from netsim.kernel import procfs
+
 pytestmark = pytest.mark.root
 
 
@@ -92,8 +94,7 @@ def test_freeze_stops_the_vms_processes_for_its_duration(dc):
     dc.request("event_add", vm="web1", type="Freeze", duration=2, **{"in": 0.2})
 
     def state():
-        with open(f"/proc/{proc.pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
+        return procfs.task_state(proc.pid)
     wait_until(lambda: state() == "T", 5, "the process to be stopped")
     wait_until(lambda: state() in ("S", "R"), 6, "the process to resume")
     assert proc.poll() is None

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from netsim.model import names
-from netsim.kernel import netns
+from netsim.kernel import netns, procfs
 from netsim.runtime.effects import Effects
 from netsim.runtime.services import Services
 
@@ -27,8 +27,7 @@ def effects(dc):
 
 
 def state_of(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
+    return procfs.task_state(pid)
 
 
 def test_freeze_stops_processes_and_cuts_the_port_then_thaw_resumes(dc, effects, assert_reachable,

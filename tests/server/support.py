@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from netsim_imds.azure.events import EVENTS
+from netsim_imds.events import Event
 from netsim_imds.http import Request, RequestParser
 from netsim_imds.identity import VmIdentity
 
@@ -42,3 +44,11 @@ def parse_all(raw: bytes) -> list[Request]:
     while (r := p.next_request()) is not None:
         out.append(r)
     return out
+
+
+def azure_event(event_id: str, event_type: str, resources: tuple[str, ...], not_before: float, created: float,
+                *, duration_s: int | None = None, **kw) -> Event:
+    """An :class:`~netsim_imds.events.Event` written in Azure's words: ``event_type`` is an
+    ``EventType`` (``Reboot``, ``Freeze``...), ``duration_s`` -1 or None when unknown."""
+    return Event(event_id, EVENTS.kind_of(event_type), resources, not_before, created,
+                 duration_s=None if duration_s == -1 else duration_s, **kw)

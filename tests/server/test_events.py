@@ -1,16 +1,19 @@
-"""EventStore, Event validation, the rate limiter and the document helpers."""
+"""The cloud-neutral event model: Event validation, EventStore and its history, flavor
+mappings; the rate limiter and the document helpers."""
 
 from __future__ import annotations
 
 import pytest
 
-from netsim_imds.documents import rfc1123, us_datetime
-from netsim_imds.events import Event, EventError, EventStore, EventView
+from netsim_imds.azure.documents import rfc1123, us_datetime
+from netsim_imds.azure.events import EVENTS as AZURE, duration_in_seconds, event_type
+from netsim_imds.events import (Event, EventError, EventMapping, EventStore, EventView, Kind, KindRule, Source,
+                                Status, mapping_for, register)
 from netsim_imds.ratelimit import RateLimiter
 
 
 def ev(event_id="e1", resources=("vm1",), avset="web", not_before=100.0, **kw) -> Event:
-    return Event(event_id, kw.pop("event_type", "Reboot"), resources, not_before, 0.0, avset=avset, **kw)
+    return Event(event_id, kw.pop("kind", Kind.REBOOT), resources, not_before, 0.0, avset=avset, **kw)
 
 
 def test_store_is_an_event_view() -> None:
@@ -66,11 +69,50 @@ def test_store_misuse_names_the_event() -> None:
         store.start("zz")
 
 
-@pytest.mark.parametrize("kw", [dict(event_type="Pause"), dict(status="Completed"), dict(source="Fabric"),
-                                dict(resources="vm1")])
+@pytest.mark.parametrize("kw", [dict(kind="Pause"), dict(kind="Freeze"), dict(status="Done"), dict(source="Fabric"),
+                                dict(resources="vm1"), dict(duration_s=-1), dict(duration_s=2.5)])
 def test_event_fields_are_validated(kw) -> None:
     with pytest.raises(EventError):
         ev(**kw)
+
+
+def test_the_lifecycle_keeps_history_that_live_views_do_not_show() -> None:
+    store = EventStore([ev("a"), ev("b")])
+    store.start("a")
+    before = store.document_incarnation
+    done = store.end("a", 150.0)
+    canceled = store.end("b", 160.0, Status.CANCELED)
+    assert (done.status, done.ended, canceled.status) == (Status.COMPLETED, 150.0, Status.CANCELED)
+    assert store.document_incarnation == before + 2 and store.events_for("vm1", "web") == ()
+    assert [e.event_id for e in store.history_for("vm2", "web")] == ["a", "b"]
+    assert store.end("a", 170.0) is None
+    with pytest.raises(EventError, match="Scheduled or Started"):
+        store.add(done)
+    with pytest.raises(EventError, match="Completed or Canceled"):
+        EventStore([ev("c")]).end("c", 1.0, Status.STARTED)
+
+
+def test_azures_mapping_names_kinds_and_shows_no_history() -> None:
+    assert mapping_for("azure") is AZURE
+    assert AZURE.names() == ("Freeze", "Reboot", "Redeploy", "Preempt", "Terminate")
+    assert AZURE.kind_of("Freeze") is Kind.PAUSE and AZURE.source_of("User") is Source.USER
+    assert (event_type(ev(kind=Kind.PAUSE)), duration_in_seconds(ev()), duration_in_seconds(ev(duration_s=0))) == (
+        "Freeze", -1, 0)
+    with pytest.raises(EventError, match=r"not one of \('Freeze'"):
+        AZURE.kind_of("pause")
+    assert not AZURE.shows(ev(status="Completed", ended=1.0)) and AZURE.shows(ev(status="Started"))
+    assert not AZURE.shows(ev(kind=Kind.NOTICE))  # Azure has no name for a notice
+
+
+def test_a_flavor_registers_its_own_words() -> None:
+    toy = register(EventMapping("toy-events", {Kind.NOTICE: KindRule("heads-up", 60.0, 0.0, "fyi")},
+                                maintenance_description="m", emergency_description="e", shows_history=True))
+    assert mapping_for("toy-events") is toy and toy.kind_of("heads-up") is Kind.NOTICE
+    assert toy.shows(ev(kind=Kind.NOTICE, status="Canceled", ended=2.0))
+    with pytest.raises(EventError, match="no event mapping for cloud 'nowhere'"):
+        mapping_for("nowhere")
+    with pytest.raises(EventError, match="no event for kind"):
+        toy.rule(Kind.REBOOT)
 
 
 def test_time_formats() -> None:

@@ -20,14 +20,14 @@ import uuid
 import pytest
 
 from netsim.kernel import netns
-from netsim_imds.api import MAX_JSON_DEPTH, ApiConfig, json_depth
+from netsim_imds.azure.api import MAX_JSON_DEPTH, AzureConfig, AzureFlavor, json_depth
 from netsim_imds.background import ServerThread
 from netsim_imds.driver import ServerConfig
 from netsim_imds.events import EventStore
 from netsim_imds.fairness import Admission, FairScheduler, Limits, LogLimiter, request_cost
 from netsim.harness.flood import SMALL, HonestPoller, connect, start_flood
 from netsim_imds.http import ProtocolError, RequestParser
-from netsim.harness.testbed import Testbed
+from netsim.harness.testbed import Testbed, tcp_socket_in
 
 from tests.server.support import make_vm, require_root
 
@@ -140,7 +140,8 @@ class Bed:
         prefix = prefix or f"nsim-srvfair-{os.getpid()}-"
         self.bed1, self.bed2 = Testbed(prefix), Testbed(prefix + "2")
         self.server = ServerThread(ServerConfig(header_timeout=5.0, limits=limits,
-                                                api=ApiConfig(rate_limit=None)))
+                                                flavor=lambda: AzureFlavor(AzureConfig(rate_limit=None))),
+                                   socket_factory=tcp_socket_in)
         self.bad = make_vm("bad", vm_id=str(uuid.uuid4()))
         self.good = make_vm("good", vm_id=str(uuid.uuid4()))
         self.other = make_vm("other", vm_id=str(uuid.uuid4()), node="n2")

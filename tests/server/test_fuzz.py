@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from netsim_imds.api import ApiConfig, MetadataApi
-from netsim_imds.events import Event, EventStore
+from netsim_imds.azure.api import AzureConfig, AzureFlavor
+from netsim_imds.events import EventStore
 from netsim_imds.http import ProtocolError, Request, RequestParser
 from netsim_imds.response import Response, serialize
 
-from tests.server.support import make_vm
+from tests.server.support import azure_event, make_vm
 
 SEEDS = [
     b"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n",
@@ -109,9 +109,9 @@ def test_every_parsed_request_gets_an_answer_and_nothing_raises(data: bytes, bra
         data = data.replace(b"Content-Length: 39", b"Content-Length: %d" % len(body), 1).replace(
             b'{"StartRequests": [{"EventId": "e1"}]}', body, 1)
     requests, _ = outcome([data])
-    api = MetadataApi(ApiConfig(rate_limit=None))
+    api = AzureFlavor(AzureConfig(rate_limit=None))
     events = EventStore()
-    events.add(Event("e1", "Reboot", ("vm1",), 1000.0, 0.0, avset="web", duration_s=5))
+    events.add(azure_event("e1", "Reboot", ("vm1",), 1000.0, 0.0, avset="web", duration_s=5))
     for request in requests:
         response = api.handle(request, make_vm(), events, 100.0)
         assert isinstance(response, Response) and 200 <= response.status < 600

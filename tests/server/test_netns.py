@@ -24,9 +24,9 @@ from netsim.kernel import netns
 from netsim_imds.background import ServerThread
 from netsim_imds.driver import ServerConfig, ServerError
 from netsim_imds.events import Event, EventStore
-from netsim.harness.testbed import METADATA_ADDRESS, Testbed
+from netsim.harness.testbed import METADATA_ADDRESS, Testbed, tcp_socket_in
 
-from tests.server.support import make_vm, require_root
+from tests.server.support import azure_event, make_vm, require_root
 
 HEADER_TIMEOUT = 0.5
 V1 = b"GET /metadata/v1/maintenance HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
@@ -39,7 +39,7 @@ class World:
         prefix = f"nsim-srvtest-{os.getpid()}-"
         self.bed1 = Testbed(prefix)
         self.bed2 = Testbed(prefix + "2")
-        self.server = ServerThread(ServerConfig(header_timeout=HEADER_TIMEOUT))
+        self.server = ServerThread(ServerConfig(header_timeout=HEADER_TIMEOUT), socket_factory=tcp_socket_in)
         self.vm1 = make_vm("vm1", vm_id=str(uuid.uuid4()))
         self.vm3 = make_vm("vm3", vm_id=str(uuid.uuid4()))
         self.vmb = make_vm("vmb", vm_id=str(uuid.uuid4()), node="n2", availability_set="db")
@@ -134,7 +134,7 @@ def test_curl_reads_the_instance_document(world) -> None:
 
 
 def test_scheduled_event_seen_and_approved_over_http(world) -> None:
-    event = Event("e-net-1", "Freeze", ("vm1",), time.time() + 900, time.time(), avset="web", duration_s=5)
+    event = azure_event("e-net-1", "Freeze", ("vm1",), time.time() + 900, time.time(), avset="web", duration_s=5)
     world.server.run(world.store1.add, event)
     se = "/metadata/scheduledevents?api-version=2020-07-01"
     ((status, _, body),) = exchange(world.bed1, "c1", get(se))
@@ -154,7 +154,7 @@ def test_scheduled_event_seen_and_approved_over_http(world) -> None:
 def test_expect_100_continue_over_the_wire(world) -> None:
     """A client that waits for "100 Continue" before its body is invited, then answered;
     an expectation the server cannot meet gets 417 and the server keeps serving."""
-    event = Event("e-net-2", "Reboot", ("vm1",), time.time() + 900, time.time(), avset="web", duration_s=5)
+    event = azure_event("e-net-2", "Reboot", ("vm1",), time.time() + 900, time.time(), avset="web", duration_s=5)
     world.server.run(world.store1.add, event)
     body = json.dumps({"StartRequests": [{"EventId": "e-net-2"}]}).encode()
     head = get("/metadata/scheduledevents?api-version=2020-07-01", "Metadata: true\r\nExpect: 100-continue\r\n",

@@ -170,8 +170,7 @@ def _observe(dc: dcapi.RunningDatacenter) -> tuple:
     snap = dc.request("snapshot")
     listed = json.loads(netsim("events", "--name", dc.name, "--json", check=True).stdout)
     with closing(sqlite3.connect(f"file:{dc.state.file('events.db')}?mode=ro", uri=True)) as db:
-        rows = db.execute("SELECT node, event_id, event_type, resources, status, not_before, created, duration_s "
-                          "FROM events ORDER BY node, rowid").fetchall()
+        rows = db.execute("SELECT * FROM events ORDER BY node, rowid").fetchall()  # every column
         saved = json.loads(db.execute("SELECT state FROM planner WHERE id = 1").fetchone()[0])
     return (snap["events"], snap["walks"], listed, rows, saved["records"], saved["walks"])
 
@@ -214,6 +213,9 @@ REFUSED = [
     ("link", {"vm": "web1", "up": "false"}, "'up' must be true or false"),
     ("link", {"vm": "nosuchvm", "up": True}, "no vm 'nosuchvm'"),
     ("node_fail", {"node": 1}, "no node 1"),
+    ("node_fail", {}, "node_fail needs the argument 'node'"),
+    ("walk_start", {"avset": "web", "notice": 60, "speed": 2}, "walk_start takes no argument 'speed'"),
+    ("nap", {}, "unknown command 'nap'"),
 ]
 
 

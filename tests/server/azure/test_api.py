@@ -7,20 +7,20 @@ import json
 
 import pytest
 
-from netsim_imds.api import (BAD_METHOD, BAD_VERSION, DUPLICATE_QUERY, FORWARDED, LEAF_FORMAT, MISSING_HEADER,
-                        ApiConfig, MetadataApi)
+from netsim_imds.azure.api import (BAD_METHOD, BAD_VERSION, DUPLICATE_QUERY, FORWARDED, LEAF_FORMAT,
+                                   MISSING_HEADER, AzureConfig, AzureFlavor)
 from netsim_imds.events import Event, EventStore
 from netsim_imds.response import Response
-from netsim_imds.versions import INSTANCE_VERSIONS
+from netsim_imds.azure.versions import INSTANCE_VERSIONS
 
-from tests.server.support import VM_ID, make_vm, parse_all
+from tests.server.support import VM_ID, azure_event, make_vm, parse_all
 
 T0 = float(calendar.timegm((2015, 9, 15, 6, 42, 51)))  # 9/15/2015 6:42:51 AM, the README's sample
-NO_LIMIT = ApiConfig(rate_limit=None)
+NO_LIMIT = AzureConfig(rate_limit=None)
 SE = "/metadata/scheduledevents?api-version=2020-07-01"
 
 
-def call(api: MetadataApi, target: str, *, caller="vm1", events=None, now: float = T0, method: str = "GET",
+def call(api: AzureFlavor, target: str, *, caller="vm1", events=None, now: float = T0, method: str = "GET",
          headers: str = "Metadata: true\r\n", body: bytes = b"") -> tuple[Response, object]:
     """Send one request through the real parser and the API; (response, decoded body)."""
     raw = (f"{method} {target} HTTP/1.1\r\nHost: 169.254.169.254\r\n{headers}"
@@ -36,14 +36,15 @@ def call(api: MetadataApi, target: str, *, caller="vm1", events=None, now: float
 
 
 @pytest.fixture
-def api() -> MetadataApi:
+def api() -> AzureFlavor:
     """An API without rate limit (rate tests build their own)."""
-    return MetadataApi(NO_LIMIT)
+    return AzureFlavor(NO_LIMIT)
 
 
 def reboot(event_id="e1", resources=("vm1", "vm2"), not_before=T0 + 900, **kw) -> Event:
-    return Event(event_id, kw.pop("event_type", "Reboot"), resources, not_before, kw.pop("created", T0), avset="web",
-                 description="Host server is undergoing maintenance.", duration_s=kw.pop("duration_s", -1), **kw)
+    return azure_event(event_id, kw.pop("event_type", "Reboot"), resources, not_before, kw.pop("created", T0),
+                       avset="web", description="Host server is undergoing maintenance.",
+                       duration_s=kw.pop("duration_s", -1), **kw)
 
 
 # -- identity --------------------------------------------------------------------------
@@ -78,7 +79,7 @@ def test_maintenance_shows_the_event_only_inside_the_notice_window(api) -> None:
 
 
 def test_maintenance_window_is_configurable_and_started_events_always_show() -> None:
-    api = MetadataApi(ApiConfig(notice_window=30, rate_limit=None))
+    api = AzureFlavor(AzureConfig(notice_window=30, rate_limit=None))
     store = EventStore([reboot(not_before=T0 + 60)])
     assert call(api, "/metadata/v1/maintenance", events=store, now=T0 + 29)[0].body == b"{}"
     assert call(api, "/metadata/v1/maintenance", events=store, now=T0 + 30)[1]["EventID"] == "e1"
@@ -333,7 +334,7 @@ def test_post_needs_the_metadata_header(api) -> None:
 # -- rate limit ------------------------------------------------------------------------------
 
 def test_five_requests_per_second_per_vm() -> None:
-    api = MetadataApi()
+    api = AzureFlavor()
     statuses = [call(api, "/metadata/versions", now=T0)[0].status for _ in range(6)]
     assert statuses == [200] * 5 + [429]
     resp, body = call(api, "/metadata/versions", now=T0 + 0.1)
@@ -345,6 +346,6 @@ def test_five_requests_per_second_per_vm() -> None:
 
 
 def test_rate_limit_is_configurable() -> None:
-    api = MetadataApi(ApiConfig(rate_limit=1))
+    api = AzureFlavor(AzureConfig(rate_limit=1))
     assert [call(api, "/metadata/versions", now=T0)[0].status for _ in range(2)] == [200, 429]
     assert call(api, "/metadata/versions", now=T0 + 1)[0].status == 200

@@ -12,10 +12,11 @@ import time
 from email.utils import formatdate
 from typing import Iterable
 
-from netsim_imds.events import Event
+from netsim_imds.azure import events as azure_events
+from netsim_imds.events import Event, Status
 from netsim_imds.identity import VmIdentity
-from netsim_imds.versions import (COMPUTE_FIELD_SINCE, EVENT_FIELD_SINCE, EVENT_TYPE_SINCE,
-                             UNDERSCORE_RESOURCES_UNTIL)
+from netsim_imds.azure.versions import (COMPUTE_FIELD_SINCE, EVENT_FIELD_SINCE, EVENT_TYPE_SINCE,
+                                       UNDERSCORE_RESOURCES_UNTIL)
 
 
 def rfc1123(ts: float) -> str:
@@ -41,8 +42,8 @@ def instance_info(vm: VmIdentity) -> bytes:
 def pending_maintenance(vm: VmIdentity, events: Iterable[Event], now: float, window: float) -> Event | None:
     """The event ``/metadata/v1/maintenance`` reports: the earliest of this VM's events
     that has started or starts within ``window`` seconds of ``now`` (None if none)."""
-    due = [e for e in events if vm.name in e.resources
-           and (e.status == "Started" or e.not_before <= now + window)]
+    due = [e for e in azure_events.shown(tuple(events)) if vm.name in e.resources
+           and (e.status is Status.STARTED or e.not_before <= now + window)]
     return min(due, key=lambda e: e.not_before) if due else None
 
 
@@ -68,28 +69,40 @@ def scheduled_events(events: Iterable[Event], incarnation: int, version: str) ->
     """
     out = []
     underscore = version < UNDERSCORE_RESOURCES_UNTIL
-    for e in events:
-        if EVENT_TYPE_SINCE[e.event_type] > version:
+    for e in azure_events.shown(tuple(events)):  # live events of a kind Azure names
+        event_type = azure_events.event_type(e)
+        if EVENT_TYPE_SINCE[event_type] > version:
             continue
         doc: dict = {
             "EventId": e.event_id,
-            "EventType": e.event_type,
+            "EventType": event_type,
             "ResourceType": "VirtualMachine",
             "Resources": [f"_{r}" if underscore else r for r in e.resources],
-            "EventStatus": e.status,
-            "NotBefore": "" if e.status == "Started" else rfc1123(e.not_before),
+            "EventStatus": e.status.value,
+            "NotBefore": "" if e.status is Status.STARTED else rfc1123(e.not_before),
         }
         if version >= EVENT_FIELD_SINCE["Description"]:
             doc["Description"] = e.description
         if version >= EVENT_FIELD_SINCE["EventSource"]:
-            doc["EventSource"] = e.source
+            doc["EventSource"] = azure_events.event_source(e)
         if version >= EVENT_FIELD_SINCE["DurationInSeconds"]:
-            doc["DurationInSeconds"] = e.duration_s
+            doc["DurationInSeconds"] = azure_events.duration_in_seconds(e)
         out.append(doc)
     return {"DocumentIncarnation": incarnation, "Events": out}
 
 
 # -- instance document ------------------------------------------------------------------
+
+def azure_mac(vm: VmIdentity) -> str:
+    """The VM's MAC as Azure prints it: upper-case hex without separators."""
+    return vm.mac.replace(":", "").replace("-", "").upper()
+
+
+def resource_id(vm: VmIdentity) -> str:
+    """The VM's Azure resource id."""
+    return (f"/subscriptions/{vm.subscription_id}/resourceGroups/{vm.resource_group}"
+            f"/providers/Microsoft.Compute/virtualMachines/{vm.name}")
+
 
 def _compute(vm: VmIdentity) -> dict:
     tags = ";".join(f"{k}:{v}" for k, v in vm.tags)
@@ -107,7 +120,7 @@ def _compute(vm: VmIdentity) -> dict:
         "provider": vm.provider,
         "publisher": vm.publisher,
         "resourceGroupName": vm.resource_group,
-        "resourceId": vm.resource_id,
+        "resourceId": resource_id(vm),
         "sku": vm.sku,
         "storageProfile": {
             "dataDisks": [],
@@ -134,7 +147,7 @@ def _network(vm: VmIdentity) -> dict:
         "ipv4": {"ipAddress": [{"privateIpAddress": vm.address, "publicIpAddress": ""}],
                  "subnet": [{"address": vm.subnet_address, "prefix": str(vm.prefix) if vm.address else ""}]},
         "ipv6": {"ipAddress": []},
-        "macAddress": vm.azure_mac,
+        "macAddress": azure_mac(vm),
     }]}
 
 

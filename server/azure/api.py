@@ -1,6 +1,6 @@
-"""Sans-IO routing of the metadata APIs: a :class:`Request` in, a :class:`Response` out.
+"""Azure's flavor: sans-IO routing of its metadata APIs, a :class:`Request` in, a :class:`Response` out.
 
-:meth:`MetadataApi.handle` takes the caller's identity (or None when the peer maps to
+:meth:`AzureFlavor.handle` takes the caller's identity (or None when the peer maps to
 no VM), the node's events and the time; it reads no clock and touches no socket. Two
 APIs are served (facts from ``shared/reference/cloud-metadata-apis.md``):
 
@@ -22,13 +22,14 @@ import json
 import re
 from dataclasses import dataclass
 
-from netsim_imds import documents
+from netsim_imds.azure import documents
+from netsim_imds.azure import events as azure_events
 from netsim_imds.events import EventView
-from netsim_imds.http import Request
+from netsim_imds.request import Request
 from netsim_imds.response import JSON, TEXT, Response, error_response, json_response
 from netsim_imds.identity import VmIdentity
 from netsim_imds.ratelimit import RateLimiter
-from netsim_imds.versions import INSTANCE_VERSIONS, SCHEDULED_EVENTS_VERSIONS, newest_of
+from netsim_imds.azure.versions import INSTANCE_VERSIONS, SCHEDULED_EVENTS_VERSIONS, newest_of
 
 # Quoted by the reference (section 2.6 and the FAQ it cites).
 MISSING_HEADER = "Bad request. Required metadata header not specified"
@@ -58,7 +59,7 @@ _EMPTY_MAINTENANCE = Response(200, b"{}")
 
 
 @dataclass(frozen=True)
-class ApiConfig:
+class AzureConfig:
     """Tunables of the metadata API.
 
     ``notice_window``: seconds before NotBefore from which ``/metadata/v1/maintenance``
@@ -72,11 +73,12 @@ class ApiConfig:
     rate_burst: float | None = None
 
 
-class MetadataApi:
-    """The metadata service of one node: routing, rules and the per-VM rate limiter."""
+class AzureFlavor:
+    """Azure's metadata service of one node: routing, rules and the per-VM rate limiter
+    (a :class:`~netsim_imds.flavors.Flavor`; it always answers at once)."""
 
-    def __init__(self, config: ApiConfig | None = None) -> None:
-        self.config = config or ApiConfig()
+    def __init__(self, config: AzureConfig | None = None) -> None:
+        self.config = config or AzureConfig()
         c = self.config
         self._limiter = RateLimiter(c.rate_limit, c.rate_burst) if c.rate_limit else None
 
@@ -185,7 +187,7 @@ def _start_requests(body: bytes, caller: VmIdentity, events: EventView) -> Respo
     if (not isinstance(items, list) or not items
             or not all(isinstance(i, dict) and isinstance(i.get("EventId"), str) for i in items)):
         return error_response(400, BAD_START_REQUESTS)
-    visible = {e.event_id for e in events.events_for(caller.name, caller.availability_set)}
+    visible = {e.event_id for e in azure_events.shown(events.events_for(caller.name, caller.availability_set))}
     for item in items:
         if item["EventId"] not in visible:
             return error_response(400, UNKNOWN_EVENT.format(item["EventId"]))
