@@ -9,7 +9,10 @@ A flavor may answer a :class:`~netsim_imds.flavors.Wait`: the request is *parked
 on the loop, no thread) and the requests pipelined behind it wait with it, since HTTP/1.1
 answers in order. A parked connection is still read, so that a client that goes away
 frees its slot at once (its request is dropped), up to :data:`PARKED_READ_LIMIT` bytes.
-A response's socket options are applied by :mod:`netsim_imds.sockopts`.
+A response's socket options are applied by :mod:`netsim_imds.sockopts`. A request that
+arrives alone on an idle connection may be answered from :mod:`netsim_imds.answers`
+(the same bytes, the same caller, the node's events unchanged) without the parser or
+the flavor.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from netsim_imds import sockopts
 from netsim_imds.fairness import BYTES_PER_UNIT
 from netsim_imds.flavors import Wait
-from netsim_imds.http import HttpError, LocalProtocolError, ProtocolError, Request, RequestParser
+from netsim_imds.http import HttpError, LocalProtocolError, ProtocolError, Request, RequestParser, State
 from netsim_imds.identity import VmIdentity
+from netsim_imds.parking import Parked, ParkedRequests
 from netsim_imds.response import CONTINUE, Response, error_response, protocol_error_response, serialize
 
 if TYPE_CHECKING:
@@ -32,19 +36,7 @@ if TYPE_CHECKING:
 PARKED_READ_LIMIT = 64 * 1024
 """Bytes a parked connection may pipeline behind its waiting request before it is not read."""
 
-TOO_MANY_WAITING = "Too many waiting requests. At most {} requests of a VM may wait at once"
-
-
-class Parked:
-    """A request that waits: the flavor's :class:`Wait`, and the timer of its deadline."""
-
-    __slots__ = ("request", "wait", "timer")
-
-    def __init__(self, request: Request, wait: Wait, timer: asyncio.TimerHandle) -> None:
-        self.request, self.wait, self.timer = request, wait, timer
-
-
-class Connection(asyncio.Protocol):
+class Connection(ParkedRequests, asyncio.Protocol):
     """One client connection: feed bytes to the parser, answer its requests in one write.
 
     Bounded (issue 9): it is served at most a turn's budget of requests at a time; while
@@ -69,10 +61,11 @@ class Connection(asyncio.Protocol):
         self.reading = True
         self.parked: Parked | None = None
         self.options: sockopts.Applied | None = None  # socket options a response set
+        self.chunk: bytes | None = None  # bytes received alone on an idle connection, being answered
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's TCPTransport is no asyncio.Transport.
+        self.transport = transport = cast(asyncio.Transport, transport)
         # No setsockopt here: asyncio's TCP transport already sets TCP_NODELAY (and the
         # listening socket has it too), which is what keeps one-write responses fast.
         peer = transport.get_extra_info("peername")
@@ -144,31 +137,56 @@ class Connection(asyncio.Protocol):
         self._update_reading()
 
     def _identity(self) -> VmIdentity | None:
-        # Resolved once per connection: the peer address cannot change under a TCP
-        # connection, and the node already has the neighbour entry (it answered the SYN).
-        if not self.resolved:
-            self.resolved = True
-            try:
-                self.caller = self.node.resolve(self.peer)
-            except Exception as exc:  # the callback's bug must not take the server down
-                self.owner.log_for(self.key, logging.ERROR, "node %s: resolving peer %s failed: %s",
-                                   self.node.name, self.peer, _one_line(exc))
-                self.caller = None
-            if self.caller is None:
+        # Once known, the caller stands for the connection's life: the peer address cannot
+        # change under a TCP connection. While it is unknown (the lookup found no VM), it is
+        # looked up again on each request, so that a keep-alive connection whose first
+        # lookup failed transiently is not answered 403 for its whole life (the resolver
+        # never caches a refusal). The fairness key stays the one the connection was
+        # admitted under ("peer ADDRESS"): its counters are released under it.
+        caller = self.caller
+        if caller is not None:
+            return caller
+        try:
+            caller = self.caller = self.node.resolve(self.peer)
+        except Exception as exc:  # the callback's bug must not take the server down
+            self.owner.log_for(self.key, logging.ERROR, "node %s: resolving peer %s failed: %s",
+                               self.node.name, self.peer, _one_line(exc))
+            caller = None
+        first, self.resolved = not self.resolved, True
+        if caller is None:
+            if first:  # once per connection: its later requests would only repeat it
                 self.owner.log_for(self.key, logging.WARNING,
                                    "node %s: request from %s maps to no VM of this node: answering 403",
                                    self.node.name, self.peer)
-            else:
-                self.key = (self.node.name, self.caller.name)
-        return self.caller
+        elif first:
+            self.key = (self.node.name, caller.name)
+        return caller
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         if transport is None or transport.is_closing() or not self.admitted:
             return
         owner = self.owner
+        parser = self.parser
+        queued = owner.scheduler.queued
+        # A request alone on an idle connection, nobody waiting: maybe answered before
+        # (netsim_imds.answers). Anything else (a pipelined batch, a partial request,
+        # a paused or parked connection, socket options) takes the parser's path.
+        if (self.caller is not None and not parser.buffered and parser.state is State.HEAD and not queued
+                and self.reading and not self.write_paused and self.parked is None and self.options is None):
+            now = time.time()
+            hit = self.node.answers.get(self.caller, data, self.node.events.document_incarnation, now,
+                                        owner.clock.date(now))
+            if hit is not None:
+                transport.write(hit[0])
+                if hit[1]:
+                    self._set_deadline(now, True)
+                else:
+                    transport.close()
+                return
+            self.chunk = data  # the answer to these bytes may be kept (see _answer)
         try:
-            self.parser.feed(data)
+            parser.feed(data)
         except LocalProtocolError:  # fed after an error: the connection is being closed
             transport.close()
             return
@@ -176,7 +194,6 @@ class Connection(asyncio.Protocol):
         # then the transport is closing and this returned above.
         owner.buffered += len(data)
         self.accounted += len(data)
-        queued = owner.scheduler.queued
         if self.write_paused or self in queued or self.parked is not None:
             pass  # its turn will come (or its waiting request's answer); reading is paused if need be
         elif queued:
@@ -184,6 +201,7 @@ class Connection(asyncio.Protocol):
         else:
             # Nobody waits (the usual keep-alive case): answer now, within one turn's budget.
             _, more = self.serve(owner.limits.turn_budget)
+            self.chunk = None
             if more:
                 owner.ready(self)
             elif self.reading and owner.buffered <= owner.limits.buffered_total:
@@ -270,11 +288,18 @@ class Connection(asyncio.Protocol):
     def _answer(self, request: Request, now: float, date: str, out: list[bytes]) -> bool:
         """Append the answer to ``request`` to ``out``; False: the request is parked."""
         try:
-            response = self.node.flavor.handle(request, self._identity(), self.node.events, now)
+            node, chunk, caller = self.node, self.chunk, self._identity()
+            # Read before the flavor runs: a change meanwhile must not be cached as seen.
+            incarnation = node.events.document_incarnation if chunk is not None else 0
+            response = node.flavor.handle(request, caller, node.events, now)
             if response.__class__ is Response and not response.socket_options and self.options is None:
                 # The usual answer: no wait, no socket option (the keep-alive fast path).
-                out.append(serialize(response, keep_alive=request.keep_alive, date=date,
-                                     head=request.method == "HEAD", http10=request.http_version == "1.0"))
+                wire = serialize(response, keep_alive=request.keep_alive, date=date,
+                                 head=request.method == "HEAD", http10=request.http_version == "1.0")
+                out.append(wire)
+                if (chunk is not None and response.cache_until > now and caller is not None
+                        and not self.parser.in_progress):  # the request was all of the chunk
+                    node.answers.put(caller, chunk, incarnation, request, response, date, wire)
                 return True
         except Exception as exc:
             response = self._failed(request, exc)
@@ -314,69 +339,6 @@ class Connection(asyncio.Protocol):
             self.options = sockopts.apply(transport, response.socket_options, self.options)
         elif self.options is not None and not out and sockopts.restore_if_sent(transport, self.options):
             self.options = None
-
-    # -- parked requests ---------------------------------------------------------------------
-
-    def _park(self, request: Request, wait: Wait, now: float, date: str, out: list[bytes]) -> bool:
-        owner = self.owner
-        if not owner.parking.admit(self.key):
-            limit = owner.limits.parked_per_caller
-            owner.log_for(self.key, logging.WARNING, "node %s: %s has %d requests waiting (limit %d): answering 429",
-                          self.node.name, self.key[1], owner.parking.open_of(self.key), limit)
-            self._emit(request, error_response(429, TOO_MANY_WAITING.format(limit), headers=(("Retry-After", "1"),)),
-                       date, out)
-            return True
-        timer = asyncio.get_running_loop().call_later(max(0.0, wait.deadline - now), self.wake, True)
-        self.parked = Parked(request, wait, timer)
-        self.node.parked.add(self)
-        return False
-
-    def unpark(self) -> None:
-        """Forget the parked request (answered, or its connection is gone) and free its slot."""
-        parked = self.parked
-        if parked is None:
-            return
-        self.parked = None
-        parked.timer.cancel()
-        self.node.parked.discard(self)
-        self.owner.parking.release(self.key)
-
-    def wake(self, expired: bool) -> None:
-        """Call the flavor again for the parked request: its node's events changed, or
-        (``expired``) its deadline came. An answer is written, and the requests pipelined
-        behind it are served in this caller's turns; another Wait parks it again."""
-        parked, transport = self.parked, self.transport
-        if parked is None or transport is None or transport.is_closing():
-            self.unpark()
-            return
-        request, wait = parked.request, parked.wait
-        now = time.time()
-        if expired:
-            now = max(now, wait.deadline)  # the loop's timer may fire a hair early
-        try:
-            answer = wait.resume(self.node.events, now)
-        except Exception as exc:
-            answer = self._failed(request, exc)
-        if isinstance(answer, Wait):
-            if answer.deadline > now:
-                parked.wait = answer
-                if answer.deadline != wait.deadline:
-                    parked.timer.cancel()
-                    parked.timer = asyncio.get_running_loop().call_later(answer.deadline - now, self.wake, True)
-                return
-            answer = self._failed(request, RuntimeError("the flavor went on waiting past its deadline"))
-        self.unpark()
-        out: list[bytes] = []
-        self._emit(request, answer, self.owner.clock.date(now), out)
-        if out:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if not request.keep_alive:
-            transport.close()
-            return
-        self._set_deadline(now, True)
-        if self.parser.buffered:
-            self.owner.ready(self)  # the requests pipelined behind it, in this caller's turn
-        self._update_reading()
 
     def expire(self, now: float) -> None:
         """Drop the connection if its deadline passed (408 if a request was in progress);

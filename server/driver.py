@@ -27,6 +27,7 @@ from typing import Callable
 
 from netsim_imds import flavors
 from netsim_imds.address import METADATA_ADDRESS, METADATA_PORT
+from netsim_imds.answers import AnswerCache
 from netsim_imds.connection import Connection
 from netsim_imds.errors import NetsimError
 from netsim_imds.events import EventView
@@ -90,6 +91,7 @@ class Node:
         self.server: asyncio.AbstractServer | None = None
         self.connections: set[Connection] = set()
         self.parked: set[Connection] = set()  # connections whose request waits (a flavor's Wait)
+        self.answers = AnswerCache()  # answers given again while the events stay (netsim_imds.answers)
 
 
 class MetadataServer:
@@ -176,6 +178,8 @@ class MetadataServer:
         names, self._notified = self._notified, set()
         for name in names:
             node = self._nodes.get(name)
+            if node is not None:
+                node.answers.clear()  # stale now (their incarnation says so too): free them
             for conn in list(node.parked) if node is not None else ():
                 conn.wake(expired=False)
 
@@ -204,8 +208,9 @@ class MetadataServer:
         """Listen on 169.254.169.254:80 inside namespace ``ns_name`` and serve node ``node_name``.
 
         ``resolve(peer_ip)`` maps each client to its VM (None: not a VM of this node); it is
-        called once per connection on the event loop, so it must be quick (a cached
-        neighbour table, not a netlink dump per call). ``events`` are the node's events;
+        called on the event loop when a connection opens (and on each request while it finds
+        no VM), so it must be quick (a cached neighbour table, not a netlink dump per
+        call). ``events`` are the node's events;
         ``flavor`` replaces the one the server's flavor factory would make for this node.
         """
         if node_name in self._nodes:

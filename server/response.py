@@ -39,6 +39,13 @@ class Response:
     ``socket_options`` are set on the connection's socket before this answer is written
     (AWS sends its IMDSv2 token reply with IP TTL = the hop limit); the serializer
     ignores them, the driver (:mod:`netsim_imds.connection`) applies them.
+
+    ``cache_until`` (epoch seconds; 0, the default: never) lets the driver answer the
+    same request bytes from the same caller with this answer again, without calling the
+    flavor, while the node view's ``document_incarnation`` stays the same and the time is
+    before it (:mod:`netsim_imds.answers`). A flavor sets it only on answers that are a
+    function of (request, caller, view's events, time < cache_until) and whose request has
+    no effect to count (a rate-limited API must not set it: every request is counted).
     """
 
     status: int
@@ -46,6 +53,7 @@ class Response:
     content_type: str = JSON
     headers: tuple[tuple[str, str], ...] = ()
     socket_options: tuple[SocketOption, ...] = ()
+    cache_until: float = 0.0
 
 
 def json_response(status: int, value: object, *, headers: tuple[tuple[str, str], ...] = ()) -> Response:

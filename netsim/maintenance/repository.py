@@ -18,8 +18,11 @@ What it holds (schema in :data:`netsim.maintenance.schema.SCHEMA`):
   <netsim.maintenance.planner.Planner.to_dict>`) as JSON.
 
 Every write is one SQLite transaction (WAL mode): a crash mid-write leaves the state
-before it. Readers are cheap: each node's events are cached until the next write, and
-writes by another process are noticed through ``PRAGMA data_version``.
+before it. Readers are cheap: each node's events are cached until the next write. Writes
+by another process are noticed through ``PRAGMA data_version`` (one query per read),
+unless :attr:`Repository.sole_writer` says this process is the only writer (the daemon,
+whose controller commits every change): then its own writes invalidate the cache and a
+read costs a dict lookup (the metadata server reads on every request).
 
 :class:`~netsim.maintenance.view.NodeEventView` serves one node's events to the
 metadata server (it implements :class:`netsim_imds.events.EventView`).
@@ -53,13 +56,20 @@ class Repository:
     made by :meth:`view`. ``synchronous`` is SQLite's setting: ``NORMAL`` (the default)
     survives a killed process, ``FULL`` also a power cut. Safe to share between
     threads; one process should own writes (the daemon), others may read.
+
+    ``sole_writer``: True when no other process writes the file while this one is open
+    (the daemon's controller; the CLI goes through its control socket): reads then trust
+    the cache, which this object's own writes keep right, instead of asking SQLite
+    whether another connection committed. False (the default) is always correct.
     """
 
-    def __init__(self, path: str, *, on_approve: ApproveHook | None = None, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str, *, on_approve: ApproveHook | None = None, synchronous: str = "NORMAL",
+                 sole_writer: bool = False) -> None:
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise RepositoryError(f"synchronous={synchronous!r}: use NORMAL or FULL")
         self.path = path
         self.on_approve = on_approve
+        self.sole_writer = sole_writer
         self._lock = threading.RLock()
         self._depth = 0
         self._cache: dict[str, tuple[int, tuple[Event, ...]]] = {}
@@ -135,8 +145,8 @@ class Repository:
 
     def _fresh(self) -> None:
         """Drop the cache if another connection committed since we last looked."""
-        if self._depth:
-            return
+        if self._depth or self.sole_writer:
+            return  # two fcntl calls per PRAGMA: half of a metadata answer's cost
         version = self._pragma_data_version()
         if version != self._data_version:
             self._data_version = version

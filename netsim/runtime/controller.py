@@ -1,16 +1,19 @@
-"""The controller and the host agents, inside the daemon: the planner's I/O driver.
+"""The controller, inside the daemon: the maintenance planner's I/O driver.
 
 It feeds the sans-IO :class:`~netsim.maintenance.Planner` (ticks at its deadlines,
-approvals VMs left in the repository's inbox, VMs back after boot, heartbeats of the
-nodes' host agents) and makes its actions real exactly once: repository changes go into
-SQLite with their key in one transaction; effects are begun in the ledger (with the
-action, to resume after a crash), made real on the VMs (:mod:`netsim.runtime.effects`)
-and finished. The planner alone writes an event's status. After SIGKILL, a new daemon
-reloads the planner, re-attaches to the namespaces, drains the approvals that arrived
-meanwhile and finishes the effects a crash cut.
+approvals VMs left in the repository's inbox, effects the host agents report done,
+the agents' heartbeats) and makes its actions real exactly once: repository changes go
+into SQLite with their key in one transaction; effects are begun in the ledger (with the
+action, to resume after a crash) and handed to the :class:`~netsim.runtime.hostagent.HostAgent`
+of the node that holds the VM, which makes them real (:mod:`netsim.runtime.effects`) and
+reports them; a report is recorded (the ledger's ``done``) in the same transaction as the
+planner state that learnt it. The planner alone writes an event's status. After SIGKILL,
+a new daemon reloads the planner, re-attaches to the namespaces, drains the approvals that
+arrived meanwhile and hands the effects a crash cut to the agents that hold their VMs now.
 
 Where each VM runs is the runtime's :class:`~netsim.runtime.placement.Placement` (the one
-the effects change): every planner input that names a node reads it, never the topology.
+the effects change): every planner input that names a node reads it, never the topology,
+and so does the choice of the agent an effect goes to.
 """
 
 from __future__ import annotations
@@ -19,66 +22,118 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from netsim_imds.events import GONE_KINDS, Event, EventError, Kind, mapping_for
+from netsim_imds.events import Event, EventError, mapping_for
 
-from netsim.model import bounds, names
-from netsim.runtime.effects import Effects
-from netsim.maintenance import ApplyEffect, Heal, Planner, Repository, walk_members
-from netsim.maintenance.actions import REPOSITORY_ACTIONS
-from netsim.maintenance.actions import action_from_dict, action_to_dict, event_to_dict
-from netsim.kernel.rtnl import Rtnl
-from netsim.state import StateDir
+from netsim.maintenance import Heal, MaintenanceError, Planner, Repository, walk_members
+from netsim.maintenance.actions import REPOSITORY_ACTIONS, action_from_dict, action_to_dict, event_to_dict
+from netsim.model import bounds
 from netsim.model.topology import Datacenter
+from netsim.runtime.hostagent import HEARTBEAT_INTERVAL, EffectAction, HostAgent
 
 log = logging.getLogger("netsim.runtime.controller")
-HEARTBEAT_INTERVAL = 0.5
-
-
-def failed_from_kernel(dc: Datacenter) -> set[str]:
-    """Nodes whose uplink is down: ``netsim node fail`` cut them."""
-    failed = set()
-    for node in dc.nodes:
-        with Rtnl.in_namespace(names.node_ns(dc.name, node.name)) as sock:
-            if not sock.link_state(names.UPLINK_INDEX)[1]:
-                failed.add(node.name)
-    return failed
 
 
 class Controller:
-    """Runs maintenance for one datacenter on the daemon's event loop."""
+    """Runs maintenance for one datacenter on the daemon's event loop.
 
-    def __init__(self, dc: Datacenter, state: StateDir, effects: Effects) -> None:
-        self.dc, self.state, self.effects = dc, state, effects
-        self.placement = effects.placement  # the one placement (the effects change it)
+    ``repo_path`` is the event repository (SQLite), ``placement`` the one placement;
+    the host agents are attached with :meth:`attach`, one per node, before :meth:`run`.
+    ``clock`` is injected so that a test can drive the controller on an invented timeline.
+    """
+
+    def __init__(self, dc: Datacenter, repo_path: str, placement: Mapping[str, str], *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.dc, self.placement, self.clock = dc, placement, clock
         self.mapping = mapping_for(dc.cloud)  # the flavor's words: names, notices, impacts
-        self.repo = Repository(state.file("events.db"), on_approve=self._approved_by_vm)
-        self.failed = failed_from_kernel(dc)
-        now = time.time()
+        self.repo = Repository(repo_path, on_approve=self._approved_by_vm)
+        self.agents: dict[str, HostAgent] = {}
+        now = clock()
         saved = self.repo.load_planner()
         if saved:
             self.planner = Planner.from_dict(saved, random.Random())
             self.planner.grace(now)
         else:
-            self.planner = Planner.for_datacenter(dc, random.Random(), now, placement=self.placement,
+            self.planner = Planner.for_datacenter(dc, random.Random(), now, placement=placement,
                                                   cloud=self.mapping.cloud)
         self._reconcile_placement()
         self.wake = asyncio.Event()
-        self.tasks: set[asyncio.Task] = set()
         self.errors: list[str] = []
+        self.on_events_changed: Callable[[set[str]], None] | None = None
+        """Called after a commit with the nodes whose events changed (the daemon wakes the
+        metadata server's parked requests of those nodes)."""
         self._saved_deadline: float | None = -1.0
         self._fed: list[str] = []  # approvals fed to the planner, cleared from the inbox at the next save
+        self._reports: list[EffectAction] = []  # effects the agents reported, not yet stored
+        self._finished: list[str] = []  # keys of reports fed to the planner, marked done at the next save
 
     def _reconcile_placement(self) -> None:
         """Tell the planner where the kernel has each VM (a crash may have cut a move)."""
         for vm, node in self.placement.items():
             if self.planner.node_of(vm) != node:
                 self.planner.add_vm(vm, node, self.dc.vm(vm).availability_set or "")
-        self.on_events_changed: Callable[[set[str]], None] | None = None
-        """Called after a commit with the nodes whose events changed (the daemon wakes the
-        metadata server's parked requests of those nodes)."""
+
+    # -- the host agents --------------------------------------------------------------------
+
+    def attach(self, agent: HostAgent) -> None:
+        """Make ``agent`` the host agent of its node."""
+        self.agents[agent.node] = agent
+
+    def agent_of(self, vm: str) -> HostAgent | None:
+        """The agent of the node that holds ``vm`` now (the placement), or None."""
+        node = self.placement.get(vm)
+        return None if node is None else self.agents.get(node)
+
+    def _agent_for(self, action: EffectAction) -> HostAgent:
+        # Healing is the receiving node's work: the failed node's agent is silent. Any other
+        # effect goes to the node holding the VM now (after a cut Redeploy: the target).
+        if isinstance(action, Heal):
+            return self.agents[action.to_node]
+        return self.agent_of(action.vm) or self.agents[action.node]
+
+    def heartbeat(self, node: str, now: float) -> None:
+        """``node``'s agent is alive (stored with the next save: not worth a write of its own)."""
+        self.planner.heartbeat(node, now)
+
+    def effect_done(self, action: EffectAction, error: str | None = None) -> None:
+        """An agent made ``action`` real (``error``: it failed and is reported done all the
+        same, since a stuck event would stall every walk behind it)."""
+        if error is not None:
+            self.errors.append(f"{action.key}: {error}")
+        self._reports.append(action)
+        try:
+            self.feed_reports()
+        except Exception:  # kept: the loop feeds it again at its next turn
+            log.exception("storing the report of effect %s failed; it is fed again", action.key)
+        self.wake.set()
+
+    def feed_reports(self) -> None:
+        """Feed the agents' reports to the planner, then store what they caused and mark
+        their effects done, in one transaction; a refused one is fed again next turn."""
+        if not self._reports:
+            return
+        reports, self._reports = self._reports, []
+        with self.input_guard():
+            now = self.clock()
+            for action in reports:
+                try:
+                    if isinstance(action, Heal):
+                        self.planner.vm_back(action.vm, now)
+                    else:
+                        self.planner.effect_done(action.event_id, action.vm, now)
+                except MaintenanceError as exc:  # the planner is unchanged: just mark it done
+                    log.warning("report of effect %s refused by the planner: %s", action.key, exc)
+                    self.errors.append(f"{action.key}: {exc}")
+            self._finished = [a.key for a in reports]
+            try:
+                self.drain()
+            except BaseException:
+                self._finished, self._reports = [], reports + self._reports
+                raise
+        for action in reports:
+            log.info("effect %s done", action.key)
 
     # -- checking control inputs (they come from a socket: anything may arrive) ----------
 
@@ -129,7 +184,7 @@ class Controller:
         if not ids:
             return
         with self.input_guard():
-            now = time.time()
+            now = self.clock()
             for event_id in ids:
                 self.planner.approve(event_id, now)  # False for an event already over: dropped
             self._fed.extend(ids)
@@ -144,7 +199,7 @@ class Controller:
         if not isinstance(event_id, str):
             raise bounds.InvalidValue(f"an event id is a string (see netsim events), not {event_id!r}")
         with self.input_guard():
-            ok = self.planner.approve(event_id, time.time())
+            ok = self.planner.approve(event_id, self.clock())
             self.drain()
         return ok
 
@@ -170,11 +225,11 @@ class Controller:
             kind, src = self.mapping.kind_of(event_type), self.mapping.source_of(source)
         except EventError as exc:
             raise bounds.InvalidValue(str(exc)) from None
-        node = self.placement.node_of(vm)
+        node = self.placement.get(vm)
         if node is None:
             raise bounds.InvalidValue(f"VM {vm} no longer exists (it was preempted or terminated)")
         with self.input_guard():
-            event_id = self.planner.add_event(vm, node, v.availability_set or "", kind, time.time(),
+            event_id = self.planner.add_event(vm, node, v.availability_set or "", kind, self.clock(),
                                               notice_s=notice_s, duration_s=duration_s, description=description,
                                               source=src)
             self.drain()
@@ -185,7 +240,7 @@ class Controller:
         if not isinstance(event_id, str):
             raise bounds.InvalidValue(f"an event id is a string (see netsim events), not {event_id!r}")
         with self.input_guard():
-            self.planner.cancel_event(event_id, time.time())
+            self.planner.cancel_event(event_id, self.clock())
             self.drain()
 
     def start_walk(self, avset: str, notice_s: float, downtime_s: float) -> str:
@@ -200,62 +255,63 @@ class Controller:
         members = [(vm, self.placement[vm], ud) for vm, _, ud in walk_members(self.dc, avset)
                    if vm in self.placement]
         with self.input_guard():
-            walk_id = self.planner.start_walk(avset, members, notice_s, downtime_s, time.time())
+            walk_id = self.planner.start_walk(avset, members, notice_s, downtime_s, self.clock())
             self.drain()
         return walk_id
 
     def node_fail(self, node: str) -> None:
-        """Cut a node for real: its uplink and bridge go down and its host agent falls silent."""
-        self.known("node", node)
-        self._node_links(node, up=False)
-        self.failed.add(node)
+        """Cut a node for real: its agent takes its links down and falls silent; the planner
+        heals its VMs once the heartbeats are missed."""
+        self.agents[self.known("node", node)].fail()
         self.wake.set()
 
     def node_recover(self, node: str) -> None:
-        """Bring a failed node back; its host agent heartbeats again."""
-        self.known("node", node)
-        self._node_links(node, up=True)
-        self.effects.node_recovered(node)
-        self.failed.discard(node)
-        self.planner.heartbeat(node, time.time())
+        """Bring a failed node back: its agent sets its links up and heartbeats again."""
+        self.agents[self.known("node", node)].recover(self.clock())
         self.drain()
 
-    def _node_links(self, node: str, up: bool) -> None:
-        with Rtnl.in_namespace(names.node_ns(self.dc.name, node)) as sock:
-            sock.set_link(names.UPLINK_INDEX, up=up, what=f"setting the uplink of {node} {'up' if up else 'down'}")
-            sock.set_link(names.NIC_INDEX, up=up, what=f"setting the bridge of {node} {'up' if up else 'down'}")
-            sock.flush()
+    @property
+    def failed(self) -> set[str]:
+        """The nodes whose agent is silent (``netsim node fail``)."""
+        return {node for node, agent in self.agents.items() if agent.silent}
 
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Resume interrupted effects, then tick at deadlines and heartbeat until cancelled."""
+        """Resume interrupted effects, then turn (:meth:`step`) until cancelled."""
         self.resume()
         while True:
-            self.feed_approvals()  # those that arrived while no daemon ran, or were refused
-            now = time.time()
-            for node in self.dc.nodes:
-                if node.name not in self.failed:
-                    self.planner.heartbeat(node.name, now)
-            self.planner.tick(now)
-            self.drain()
-            deadline = self.planner.next_deadline()
-            timeout = HEARTBEAT_INTERVAL if deadline is None else max(0.0, min(HEARTBEAT_INTERVAL, deadline - now))
+            timeout = self.step()
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
 
+    def step(self) -> float:
+        """One turn: the inbox, reports not stored yet, every live agent's heartbeat, a tick
+        and the drain; returns the seconds to wait before the next turn."""
+        self.feed_approvals()  # those that arrived while no daemon ran, or were refused
+        self.feed_reports()  # those a refused write kept
+        now = self.clock()
+        for agent in self.agents.values():
+            agent.beat(now)
+        self.planner.tick(now)
+        self.drain()
+        deadline = self.planner.next_deadline()
+        return HEARTBEAT_INTERVAL if deadline is None else max(0.0, min(HEARTBEAT_INTERVAL, deadline - now))
+
     def drain(self) -> None:
         """Apply the planner's actions exactly once: in ONE transaction, every repository
-        change, every effect begun (with its action, to resume it) and the planner's state
-        after them; effects run once that has committed. A crash before the commit loses
-        the input that produced the actions, never half of them."""
+        change, every effect begun (with its action, to resume it), every reported effect
+        done, and the planner's state after them; effects are handed to the agents once
+        that has committed. A crash before the commit loses the input that produced the
+        actions, never half of them."""
         actions = self.planner.pop_actions()
-        if not actions and not self._fed and self.planner.next_deadline() == self._saved_deadline:
+        if (not actions and not self._fed and not self._finished
+                and self.planner.next_deadline() == self._saved_deadline):
             return  # nothing changed since the last save (heartbeats are not worth a write)
-        now = time.time()
+        now = self.clock()
         effects = []
         with self.repo.transaction():
             for action in actions:
@@ -267,87 +323,45 @@ class Controller:
                     effects.append(action)
             if self._fed:
                 self.repo.clear_approvals(self._fed)
+            for key in self._finished:
+                self.repo.finish(key, now)
             self.repo.save_planner(self.planner.to_dict())
-        self._fed = []
+        self._fed, self._finished = [], []
         self._saved_deadline = self.planner.next_deadline()
         # An EndEvent names no node: it comes with the RemoveEvents of the nodes that showed it.
         changed = {a.node for a in actions if isinstance(a, REPOSITORY_ACTIONS) and hasattr(a, "node")}
         if changed and self.on_events_changed is not None:
             self.on_events_changed(changed)
         for action in effects:
-            self._spawn(action, now)
+            self._hand(action, now)
 
     def resume(self) -> None:
-        """Finish the effects a crash interrupted (each step is idempotent)."""
+        """Hand the effects a crash interrupted to the agents holding their VMs now (each
+        step is idempotent; the impact still counts from when the effect began)."""
         for key, began, data in self.repo.begun_effects():
             if data is None:
                 log.warning("effect %s was begun without its action; marking it done", key)
                 self.repo.finish(key)
                 continue
-            log.info("resuming effect %s begun %.1f s ago", key, time.time() - began)
-            self._spawn(action_from_dict(data), began)
+            log.info("resuming effect %s begun %.1f s ago", key, self.clock() - began)
+            self._hand(action_from_dict(data), began)
 
-    def _spawn(self, action, began: float) -> None:
-        task = asyncio.get_running_loop().create_task(self._effect(action, began))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _effect(self, action, began: float) -> None:
-        vm = action.vm
-        fx = self.effects
-        try:
-            if isinstance(action, Heal):
-                fx.power_off(vm)
-                fx.move(vm, action.to_node)
-                fx.power_on(vm)
-                self._finish(action, lambda now: self.planner.vm_back(vm, now))
-                return
-            assert isinstance(action, ApplyEffect)
-            kind = action.kind
-            if kind in GONE_KINDS:
-                if vm in fx.placement:
-                    fx.remove(vm)
-                self._finish(action, lambda now: self.planner.effect_done(action.event_id, vm, now))
-                return
-            # The event stays Started for the whole impact (action.duration_s: the announced
-            # duration, or the flavor's default for the kind), so a VM polling at 1 Hz sees it.
-            if kind is Kind.PAUSE:
-                fx.freeze(vm)
-                await asyncio.sleep(max(0.0, began + action.duration_s - time.time()))
-                fx.thaw(vm)
-            else:  # reboot, redeploy
-                fx.power_off(vm)
-                if kind is Kind.REDEPLOY and action.target_node:
-                    fx.move(vm, action.target_node)
-                await asyncio.sleep(max(0.0, began + action.duration_s - time.time()))
-                fx.power_on(vm)
-            self._finish(action, lambda now: self.planner.effect_done(action.event_id, vm, now))
-        except Exception as exc:
-            # Report it done all the same: a stuck event would stall every walk behind it.
-            log.exception("effect %s failed", action.key)
-            self.errors.append(f"{action.key}: {exc}")
-            report = self.planner.vm_back if isinstance(action, Heal) else None
-            self._finish(action, (lambda now: report(vm, now)) if report else
-                         (lambda now: self.planner.effect_done(action.event_id, vm, now)))
-
-    def _finish(self, action, report) -> None:
-        self.repo.finish(action.key)
-        report(time.time())
-        log.info("effect %s done", action.key)
-        self.drain()
-        self.wake.set()
+    def _hand(self, action: EffectAction, began: float) -> None:
+        agent = self._agent_for(action)
+        log.info("effect %s handed to the agent of %s", action.key, agent.node)
+        agent.run(action, began)
 
     # -- reading ----------------------------------------------------------------------------
 
     def snapshot(self) -> dict:
         """What ``netsim watch`` and ``maintenance status`` show."""
         return {
-            "now": time.time(),
+            "now": self.clock(),
             "walks": [w.to_dict() for w in self.planner.walks()],
             "events": [self.describe(e) for e in self.planner.events()],
             "placement": dict(self.placement),
             "failed_nodes": sorted(self.failed),
             "planner_failed_nodes": list(self.planner.failed_nodes()),
-            "effects_running": len(self.tasks),
+            "effects_running": sum(len(a.tasks) for a in self.agents.values()),
             "errors": self.errors[-10:],
         }

@@ -24,6 +24,7 @@ from netsim.runtime.controller import Controller
 from netsim.runtime.placement import Placement
 from netsim.api.datacenter import DAEMON_ERROR_PREFIX, RunningDatacenter
 from netsim.runtime.effects import Effects
+from netsim.runtime.hostagent import HostAgent
 from netsim.errors import NetsimError
 from netsim.runtime import commands
 from netsim.runtime.identity import NeighbourResolver
@@ -70,7 +71,12 @@ class Daemon:
             self.linklocal.on_change = self._address_changed
             self.linklocal.start()
         effects = Effects(self.dc, self.placement, self.linklocal, self.services)
-        self.controller = Controller(self.dc, self.state, effects)
+        self.controller = Controller(self.dc, self.state.file("events.db"), self.placement)
+        for node in self.dc.nodes:  # one host agent per node: runs its VMs' effects, heartbeats
+            self.controller.attach(HostAgent.on_node(self.dc, node.name, effects, self.controller))
+        # Its repository is the file's one writer (the CLI goes through the control socket):
+        # the metadata server's reads trust the cache instead of asking SQLite per request.
+        self.controller.repo.sole_writer = True
         # Parked requests (a flavor's Wait) wake when their node's events change.
         self.controller.on_events_changed = self._events_changed
         booted = self.state.file("booted")

@@ -172,10 +172,14 @@ class Effects:
             sock.flush()
 
     def node_recovered(self, node: str) -> None:
-        """A node is back: restore the home routes of its VMs that live elsewhere now."""
+        """A node is back: restore the routes its links took with them, the home routes of
+        its VMs that live elsewhere now and those of the VMs that live on it away from home."""
         for vm, where in self.placement.items():
-            if self.dc.vm(vm).node == node and where != node:
+            home = self.dc.vm(vm).node
+            if home == node and where != node:
                 self._home_routes(vm, add=True)
+            elif where == node and home != node:
+                self._routes(vm, node, add=True)
 
     def _port_security(self, vm: str, node: str, add: bool) -> None:
         """Tell ``node``'s port security the VM's port, MAC and fixed addresses (the routable

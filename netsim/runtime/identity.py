@@ -3,7 +3,9 @@
 The peer address of a connection is looked up in the node's neighbour table (its MAC),
 the MAC in the bridge's forwarding database (the port netsim pinned it to: VM ports
 never learn, see :meth:`netsim.kernel.rtnl.Rtnl.pin_port`), and the port must be that VM's
-port. Nothing in the request itself is trusted. The server resolves once per connection.
+port. Nothing in the request itself is trusted. The server resolves a connection's caller
+when it opens and, while no VM is found, again on each of its requests (a refusal is never
+cached here); once found, the caller stands for the connection's life.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ metadata service answers per second on new connections (``bench/metadata.py`` me
 both loops). It is optional: ``scripts/setup`` installs it (the ``fast`` extra), and
 netsim runs the same without it. ``NETSIM_LOOP`` chooses: ``auto`` (the default: uvloop if
 importable), ``uvloop`` (required: an error if missing) or ``asyncio`` (the stdlib loop).
-While ``DEFAULT`` is ``asyncio``, an unset ``NETSIM_LOOP`` means the stdlib loop.
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ from netsim.errors import NetsimError
 
 ENV = "NETSIM_LOOP"
 CHOICES = ("auto", "uvloop", "asyncio")
-# What an unset NETSIM_LOOP means. "asyncio" until server/connection.py accepts uvloop's
-# transports (its connection_made asserts isinstance(transport, asyncio.Transport), which
-# uvloop's TCPTransport is not): then "auto".
-DEFAULT = "asyncio"
+DEFAULT = "auto"
+"""What an unset ``NETSIM_LOOP`` means."""
 
 
 class LoopError(NetsimError):

@@ -5,8 +5,10 @@ gateway come from there); a Redeploy or service healing moves its port to anothe
 node's bridge. :class:`Placement` is the one record of where the port is now: read from
 the kernel when the daemon starts, changed only by the effects that move or remove a
 VM (:mod:`netsim.runtime.effects`), and read by everyone else: the planner's inputs
-(:mod:`netsim.runtime.controller`), the link-local claims (which node's bridge a VM
-probes on), caller identity (which node's resolver to invalidate) and status.
+and the choice of the host agent that runs a VM's effects (:mod:`netsim.runtime.controller`,
+:mod:`netsim.runtime.hostagent`: a moved VM is handed to the agent of its new node), the
+link-local claims (which node's bridge a VM probes on), caller identity (which node's
+resolver to invalidate) and status.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ reference quotes are used verbatim; the others are ours, written in the same sty
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -54,9 +55,6 @@ MAX_JSON_BODY = 16 * 1024
 """Largest JSON body parsed (bytes); a StartRequests list of 100 events is about 5 KB."""
 MAX_JSON_DEPTH = 16
 """Deepest nesting of arrays and objects parsed (StartRequests needs 3 levels)."""
-
-_EMPTY_MAINTENANCE = Response(200, b"{}")
-
 
 @dataclass(frozen=True)
 class AzureConfig:
@@ -103,11 +101,16 @@ class AzureFlavor:
             return error_response(404, NOT_FOUND)
         if request.method != "GET":
             return error_response(405, BAD_METHOD, headers=(("Allow", "GET"),))
+        # The 2015 API has no rate limit, so its answers may be given again (netsim_imds.answers):
+        # InstanceInfo until the caller changes, maintenance until the events change or the
+        # next event enters the notice window.
         if leaf == "instanceinfo":
-            return Response(200, documents.instance_info(caller))
-        event = documents.pending_maintenance(caller, events.events_for(caller.name, caller.availability_set),
-                                              now, self.config.notice_window)
-        return _EMPTY_MAINTENANCE if event is None else Response(200, documents.maintenance(event))
+            return Response(200, documents.instance_info(caller), cache_until=math.inf)
+        window = self.config.notice_window
+        shown = events.events_for(caller.name, caller.availability_set)
+        event = documents.pending_maintenance(caller, shown, now, window)
+        until = documents.maintenance_changes_at(caller, shown, now, window)
+        return Response(200, documents.maintenance(event), cache_until=until)
 
     # -- current API ---------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ document. All JSON primitives of the instance document are strings, as Azure's.
 from __future__ import annotations
 
 import json
+import math
 import time
 from email.utils import formatdate
 from typing import Iterable
@@ -45,6 +46,13 @@ def pending_maintenance(vm: VmIdentity, events: Iterable[Event], now: float, win
     due = [e for e in azure_events.shown(tuple(events)) if vm.name in e.resources
            and (e.status is Status.STARTED or e.not_before <= now + window)]
     return min(due, key=lambda e: e.not_before) if due else None
+
+
+def maintenance_changes_at(vm: VmIdentity, events: Iterable[Event], now: float, window: float) -> float:
+    """When :func:`pending_maintenance` may next answer otherwise with the same events: the
+    first time after ``now`` one of this VM's events enters the window (inf: never)."""
+    return min((e.not_before - window for e in azure_events.shown(tuple(events)) if vm.name in e.resources
+                and e.status is not Status.STARTED and e.not_before - window > now), default=math.inf)
 
 
 def maintenance(event: Event | None) -> bytes:

@@ -41,6 +41,7 @@ def test_an_unknown_choice_is_refused(monkeypatch):
 def test_an_unset_choice_means_the_default(monkeypatch):
     monkeypatch.delenv("NETSIM_LOOP", raising=False)
     assert loop_factory() == loop_factory(loop.DEFAULT)
+    assert loop.DEFAULT == "auto"  # uvloop when installed, the stdlib loop without it
 
 
 def test_auto_and_uvloop_pick_uvloop_when_installed():
@@ -69,9 +70,6 @@ def test_the_daemon_serves_on_the_stdlib_loop(datacenter_factory, host_exec, mon
 
 
 @pytest.mark.root
-@pytest.mark.xfail(strict=True, reason="server/connection.py asserts isinstance(transport, asyncio.Transport), "
-                   "which uvloop's TCPTransport is not (hand-off to server/'s owner); once fixed, remove "
-                   "this mark and set netsim.runtime.loop.DEFAULT = 'auto'")
 def test_the_daemon_serves_on_uvloop(datacenter_factory, host_exec, monkeypatch):
     pytest.importorskip("uvloop")
     _serves(datacenter_factory, host_exec, monkeypatch, "uvloop")

@@ -1,0 +1,119 @@
+"""Parked requests of a connection: a flavor's :class:`~netsim_imds.flavors.Wait`, on a timer.
+
+A flavor may answer a Wait: the request is *parked* (a timer on the loop, no thread) and
+the requests pipelined behind it wait with it, since HTTP/1.1 answers in order. It is
+woken when its node's events change (:meth:`~netsim_imds.driver.MetadataServer.notify`) or
+at its deadline. :class:`ParkedRequests` is the part of
+:class:`~netsim_imds.connection.Connection` that does this (a mixin: it uses the
+connection's owner, key, transport, parser and answer methods).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from netsim_imds.flavors import Wait
+from netsim_imds.http import Request
+from netsim_imds.response import Response, error_response
+
+if TYPE_CHECKING:
+    from netsim_imds.driver import MetadataServer, Node
+    from netsim_imds.http import RequestParser
+
+TOO_MANY_WAITING = "Too many waiting requests. At most {} requests of a VM may wait at once"
+
+
+class Parked:
+    """A request that waits: the flavor's :class:`Wait`, and the timer of its deadline."""
+
+    __slots__ = ("request", "wait", "timer")
+
+    def __init__(self, request: Request, wait: Wait, timer: asyncio.TimerHandle) -> None:
+        self.request, self.wait, self.timer = request, wait, timer
+
+
+class ParkedRequests:
+    """Park, wake and forget a connection's waiting request (mixed into Connection)."""
+
+    node: Node
+    owner: MetadataServer
+    key: tuple[str, str]
+    transport: asyncio.Transport | None
+    parser: RequestParser
+    parked: Parked | None
+
+    def _emit(self, request: Request, response: Response, date: str, out: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def _failed(self, request: Request, exc: Exception) -> Response:
+        raise NotImplementedError
+
+    def _set_deadline(self, now: float, answered: bool) -> None:
+        raise NotImplementedError
+
+    def _update_reading(self, more: bool = False) -> None:
+        raise NotImplementedError
+
+    def _park(self, request: Request, wait: Wait, now: float, date: str, out: list[bytes]) -> bool:
+        owner = self.owner
+        if not owner.parking.admit(self.key):
+            limit = owner.limits.parked_per_caller
+            owner.log_for(self.key, logging.WARNING, "node %s: %s has %d requests waiting (limit %d): answering 429",
+                          self.node.name, self.key[1], owner.parking.open_of(self.key), limit)
+            self._emit(request, error_response(429, TOO_MANY_WAITING.format(limit), headers=(("Retry-After", "1"),)),
+                       date, out)
+            return True
+        timer = asyncio.get_running_loop().call_later(max(0.0, wait.deadline - now), self.wake, True)
+        self.parked = Parked(request, wait, timer)
+        self.node.parked.add(self)
+        return False
+
+    def unpark(self) -> None:
+        """Forget the parked request (answered, or its connection is gone) and free its slot."""
+        parked = self.parked
+        if parked is None:
+            return
+        self.parked = None
+        parked.timer.cancel()
+        self.node.parked.discard(self)
+        self.owner.parking.release(self.key)
+
+    def wake(self, expired: bool) -> None:
+        """Call the flavor again for the parked request: its node's events changed, or
+        (``expired``) its deadline came. An answer is written, and the requests pipelined
+        behind it are served in this caller's turns; another Wait parks it again."""
+        parked, transport = self.parked, self.transport
+        if parked is None or transport is None or transport.is_closing():
+            self.unpark()
+            return
+        request, wait = parked.request, parked.wait
+        now = time.time()
+        if expired:
+            now = max(now, wait.deadline)  # the loop's timer may fire a hair early
+        try:
+            answer = wait.resume(self.node.events, now)
+        except Exception as exc:
+            answer = self._failed(request, exc)
+        if isinstance(answer, Wait):
+            if answer.deadline > now:
+                parked.wait = answer
+                if answer.deadline != wait.deadline:
+                    parked.timer.cancel()
+                    parked.timer = asyncio.get_running_loop().call_later(answer.deadline - now, self.wake, True)
+                return
+            answer = self._failed(request, RuntimeError("the flavor went on waiting past its deadline"))
+        self.unpark()
+        out: list[bytes] = []
+        self._emit(request, answer, self.owner.clock.date(now), out)
+        if out:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if not request.keep_alive:
+            transport.close()
+            return
+        self._set_deadline(now, True)
+        if self.parser.buffered:
+            self.owner.ready(self)  # the requests pipelined behind it, in this caller's turn
+        self._update_reading()
