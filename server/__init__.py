@@ -19,8 +19,8 @@ The core knows no cloud's path:
 - :mod:`netsim_imds.address` -- the metadata address
 - :mod:`netsim_imds.errors` -- the root of the one error hierarchy
 
-Flavors: :mod:`netsim_imds.azure` (``"azure"``, the default). A test bed (node and client
-namespaces) is :mod:`netsim.harness.testbed`.
+Flavors: :mod:`netsim_imds.azure` (``"azure"``, the default), :mod:`netsim_imds.aws`
+(``"aws"``). A test bed (node and client namespaces) is :mod:`netsim.harness.testbed`.
 """
 
 from netsim_imds.address import METADATA_ADDRESS, METADATA_PORT

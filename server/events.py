@@ -45,6 +45,7 @@ class Kind(enum.StrEnum):
     REDEPLOY = "redeploy"    # moved to another node, keeping its identity, and booted there
     PREEMPT = "preempt"      # evicted (spot): the VM is deleted
     TERMINATE = "terminate"  # deleted
+    STOP = "stop"            # powered off, and off until started again (AWS instance-stop, spot stop)
     NOTICE = "notice"        # nothing happens to the VM (a recommendation, an information)
 
 
@@ -112,6 +113,8 @@ class Event:
     """Epoch seconds by which the event is over (end of its window; None: unknown)."""
     ended: float | None = None
     """Epoch seconds at which it became Completed or Canceled (None while live)."""
+    code: str = ""
+    """The flavor's name of the event when it has several for its kind (AWS: ``instance-reboot``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _enum(Kind, self.kind, "kind", self.event_id))
@@ -170,6 +173,10 @@ class EventMapping:
     """Whether the flavor shows Completed and Canceled events to VMs."""
     source_names: Mapping[Source, str] = field(default_factory=lambda: MappingProxyType({s: s.value for s in Source}))
     """The flavor's name for each source."""
+    codes: Mapping[str, tuple[Kind, KindRule]] = field(default_factory=lambda: MappingProxyType({}))
+    """Other names of kinds: ``{name: (kind, rule named name)}`` (AWS: ``instance-reboot``); events keep it as ``code``."""
+    shown_id: Callable[[Event], str] | None = None
+    """The id the flavor's VMs (and ``netsim events``) see for an event (None: its own)."""
 
     def rule(self, kind: Kind) -> KindRule:
         """The rule of ``kind``; EventError if the flavor cannot show it."""
@@ -180,8 +187,8 @@ class EventMapping:
         return rule
 
     def names(self) -> tuple[str, ...]:
-        """The flavor's event names, in kind order."""
-        return tuple(r.name for r in self.kinds.values())
+        """The flavor's event names, in kind order, then its other :attr:`codes`."""
+        return tuple(r.name for r in self.kinds.values()) + tuple(self.codes)
 
     def name_of(self, kind: Kind) -> str:
         """The flavor's name of ``kind``."""
@@ -189,10 +196,27 @@ class EventMapping:
 
     def kind_of(self, name: str) -> Kind:
         """The kind the flavor calls ``name``; EventError listing the names otherwise."""
-        for kind, rule in self.kinds.items():
+        for kind, rule in (*self.kinds.items(), *self.codes.values()):
             if rule.name == name:
                 return kind
         raise EventError(f"event type {name!r} is not one of {self.names()} ({self.cloud})")
+
+    def rule_for(self, kind: Kind, code: str = "") -> KindRule:
+        """The rule of ``kind``, or of ``code``, another of its names; EventError if it is not one."""
+        if not code:
+            return self.rule(kind)
+        entry = self.codes.get(code)
+        if entry is None or entry[0] is not kind:
+            raise EventError(f"event code {code!r} is not another name of kind {kind.value!r} ({self.cloud})")
+        return entry[1]
+
+    def event_name(self, event: Event) -> str:
+        """The flavor's name of ``event``: its code, or its kind's name."""
+        return event.code or self.name_of(event.kind)
+
+    def show_id(self, event: Event) -> str:
+        """``event``'s id as the flavor's VMs see it."""
+        return self.shown_id(event) if self.shown_id is not None else event.event_id
 
     def source_of(self, name: str) -> Source:
         """The source the flavor calls ``name``; EventError listing the names otherwise."""

@@ -49,6 +49,16 @@ class VmIdentity:
     placement_group_id: str = ""
     az_environment: str = "AzurePublicCloud"
     provider: str = "Microsoft.Compute"
+    # AWS's instance metadata options and instance data (topology keys of the VM; other
+    # flavors ignore them).
+    http_tokens: str = "optional"
+    """IMDSv2: ``optional`` (token or none) or ``required`` (no or bad token: 401)."""
+    hop_limit: int = 1
+    """IMDSv2: the IP TTL of the token reply (``HttpPutResponseHopLimit``, 1..64)."""
+    iam_role: str = ""
+    """The instance profile's role ("" : none)."""
+    user_data: str = ""
+    """The instance's user data ("" : none)."""
 
     @property
     def subnet_address(self) -> str:

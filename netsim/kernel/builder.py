@@ -265,7 +265,22 @@ class _Build:
         finally:
             sock.close()
             os.close(vm_fd)
+        hosts = vm_hosts_file(dc.cloud)
+        if hosts:  # the flavor's names of the metadata server (GCE: metadata.google.internal)
+            netns.write_etc_file(names.vm_ns(dc.name, vm.name), "hosts", hosts)
         self.step(f"vm {vm.name}")
+
+
+def vm_hosts_file(cloud: str) -> str:
+    """The ``/etc/hosts`` a VM of flavor ``cloud`` sees ("" when the flavor names no host:
+    the VM then sees the host's). The flavor's factory lists its names as
+    ``metadata_hostnames``; they resolve to the metadata address inside the VM only."""
+    from netsim_imds import flavors
+    from netsim_imds.address import METADATA_ADDRESS
+    hostnames = getattr(flavors.resolve(cloud), "metadata_hostnames", ())
+    if not hostnames:
+        return ""
+    return f"127.0.0.1\tlocalhost\n::1\tlocalhost\n{METADATA_ADDRESS}\t{' '.join(hostnames)}\n"
 
 
 def build(dc: Datacenter, state: StateDir | None = None, progress: Progress | None = None) -> StateDir:

@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 
@@ -25,6 +26,9 @@ MS_BIND = 0x1000
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
 NETNS_RUN_DIR = "/run/netns"
+ETC_NETNS_DIR = "/etc/netns"  # iproute2's convention: /etc/netns/NAME/FILE is seen as /etc/FILE inside NAME
+CLONE_NEWNS = 0x00020000
+MS_SLAVE = 1 << 19
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
@@ -140,11 +144,46 @@ def created(name: str) -> Iterator[None]:
         yield
 
 
+def write_etc_file(name: str, filename: str, text: str) -> None:
+    """Give namespace ``name`` its own ``/etc/FILENAME`` (e.g. ``hosts``), as iproute2 does:
+    the file lives in ``/etc/netns/NAME/`` and :func:`enter_etc` binds it over ``/etc/``
+    for the processes netsim starts there; the host's own file is never touched."""
+    folder = os.path.join(ETC_NETNS_DIR, name)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{filename}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(folder, filename))
+
+
+def enter_etc(name: str) -> None:
+    """In a child process between fork and exec (a ``preexec_fn``): when ``/etc/netns/NAME/``
+    exists, enter a private mount namespace and bind each of its files over the same file
+    in ``/etc`` (what ``ip netns exec`` does), so that only this process tree sees them."""
+    folder = os.path.join(ETC_NETNS_DIR, name)
+    try:
+        entries = sorted(e for e in os.listdir(folder) if not e.startswith("."))
+    except FileNotFoundError:
+        return
+    if not entries:
+        return
+    _check(_libc.unshare(CLONE_NEWNS), "unshare (mount)", name)
+    # Our mounts must not propagate back to the host's mount namespace.
+    _check(_libc.mount(b"none", b"/", None, MS_SLAVE | MS_REC, None), "making / a slave mount", name)
+    for entry in entries:
+        target = os.path.join("/etc", entry)
+        if os.path.exists(target):
+            _check(_libc.mount(os.path.join(folder, entry).encode(), target.encode(), b"none", MS_BIND, None),
+                   f"bind-mounting {target}", name)
+
+
 def remove(name: str) -> bool:
-    """Unmount and unlink namespace ``name``; return False if it was already gone.
+    """Unmount and unlink namespace ``name`` (and its ``/etc/netns/NAME/`` files); return
+    False if it was already gone.
 
     The kernel frees the namespace itself once no process, socket or mount holds it.
     """
+    shutil.rmtree(os.path.join(ETC_NETNS_DIR, name), ignore_errors=True)
     path = path_of(name)
     _libc.umount2(path.encode(), MNT_DETACH)
     try:

@@ -63,5 +63,6 @@ def preexec_into(ns_name: str):
     def enter() -> None:
         netns.setns(fd)
         os.close(fd)
+        netns.enter_etc(ns_name)  # the VM's own /etc files, if it has any (e.g. GCE's hosts)
 
     return fd, enter

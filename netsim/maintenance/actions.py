@@ -21,7 +21,7 @@ from netsim_imds.events import DOWNTIME_KINDS, GONE_KINDS, Event, Kind
 
 from netsim.maintenance.errors import MaintenanceError
 
-EFFECT_KINDS = DOWNTIME_KINDS | GONE_KINDS
+EFFECT_KINDS = DOWNTIME_KINDS | GONE_KINDS | {Kind.STOP}
 """The kinds whose effect a host agent makes real (a notice has none)."""
 
 

@@ -256,7 +256,7 @@ class Planner(WalkTable):
 
     def add_event(self, vm: str, node: str, avset: str, kind: str, now: float, notice_s: float | None = None,
                   duration_s: int | None = None, description: str | None = None,
-                  source: str = Source.PLATFORM) -> str:
+                  source: str = Source.PLATFORM, code: str = "") -> str:
         """File one event of ``kind`` (a :class:`~netsim_imds.events.Kind`) for ``vm`` on
         ``node``; returns its id.
 
@@ -264,15 +264,15 @@ class Planner(WalkTable):
         the notice, the announced duration and a description per kind. ``duration_s`` is
         the announced duration (None: unknown) and the impact: the event stays Started,
         the VM paused or down, that long; when it is unknown the impact is the kind's
-        default. A preempt or terminate deletes the VM at once.
+        default. A preempt or terminate deletes the VM at once. ``code``: another name of the kind (its defaults).
         """
         kind = self._kind(kind)
-        rule = self.mapping.rule(kind)
+        rule = self.mapping.rule_for(kind, code)  # EventError if code is not another name of kind
         if source not in tuple(Source):
             raise MaintenanceError(f"event source {source!r} is not one of {tuple(s.value for s in Source)}")
         source = Source(source)
         # Checked before any change (nothing non-finite or out of range is ever filed).
-        notice = self._notices[kind] if notice_s is None else bounds.check(
+        notice = (rule.notice_s if code else self._notices[kind]) if notice_s is None else bounds.check(
             notice_s, bounds.NOTICE_S, "notice", MaintenanceError)
         if duration_s is None:
             duration = rule.duration_s
@@ -290,9 +290,10 @@ class Planner(WalkTable):
         self._fleet.place(vm, node, avset)
         # Given, the duration is the impact; else the kind's default impact (which may differ
         # from what is announced: Azure announces an unknown reboot as -1).
-        effect = 0.0 if kind in GONE_KINDS else float(self._impacts[kind] if duration_s is None else duration)
+        impact = rule.impact_s if code else self._impacts[kind]
+        effect = 0.0 if kind in GONE_KINDS else float(impact if duration_s is None else duration)
         event = Event(self._book.new_id(), kind, (vm,), now + notice, now, description=description,
-                      source=source, duration_s=duration, avset=avset, not_after=now + notice + effect)
+                      source=source, duration_s=duration, avset=avset, not_after=now + notice + effect, code=code)
         self._book.sync_all()  # the VM may be new to its set: earlier events of the set reach its node
         self._book.add(EventRecord(event, Origin.ONE_OFF, Phase.SCHEDULED, effect_s=effect))
         return event.event_id

@@ -168,11 +168,11 @@ class Repository:
             if old is not None and event_of(old) == event:
                 return False
             if old is None:
-                self._db.execute(f"INSERT INTO events (node, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                self._db.execute(f"INSERT INTO events (node, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                  (node, *row_of(event)))
             else:
                 self._db.execute("UPDATE events SET kind=?, resources=?, status=?, not_before=?, created=?, "
-                                 "description=?, source=?, duration_s=?, avset=?, not_after=? "
+                                 "description=?, source=?, duration_s=?, avset=?, not_after=?, code=? "
                                  "WHERE node = ? AND event_id = ?", (*row_of(event)[1:], node, event.event_id))
             self._bump(node)
             return True
@@ -194,7 +194,7 @@ class Repository:
         check_event(event)
         with self.transaction():
             cur = self._db.execute(f"INSERT OR IGNORE INTO history ({COLUMNS}, ended) VALUES "
-                                   f"(?,?,?,?,?,?,?,?,?,?,?,?)", (*row_of(event), event.ended))
+                                   f"(?,?,?,?,?,?,?,?,?,?,?,?,?)", (*row_of(event), event.ended))
             self._db.execute("DELETE FROM history WHERE seq <= (SELECT MAX(seq) FROM history) - ?", (HISTORY_LIMIT,))
             return bool(cur.rowcount)
 

@@ -9,7 +9,7 @@ from netsim_imds.events import Event
 from netsim.maintenance.errors import RepositoryError
 from netsim.model import bounds
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of :data:`SCHEMA`, kept in ``meta``."""
 
 SCHEMA = """
@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS events (
     duration_s  INTEGER,                    -- NULL: unknown
     avset       TEXT NOT NULL,
     not_after   REAL,
+    code        TEXT NOT NULL DEFAULT '',   -- the flavor's other name of the kind ('' : none)
     UNIQUE (node, event_id)                 -- also the index that reads one node's events
 );
 CREATE INDEX IF NOT EXISTS events_by_id ON events (event_id);
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS history (
     duration_s  INTEGER,
     avset       TEXT NOT NULL,
     not_after   REAL,
+    code        TEXT NOT NULL DEFAULT '',
     ended       REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS approvals (
@@ -62,7 +64,8 @@ CREATE TABLE IF NOT EXISTS planner (id INTEGER PRIMARY KEY CHECK (id = 1), state
 """
 """The tables of the repository (created on first open)."""
 
-COLUMNS = "event_id, kind, resources, status, not_before, created, description, source, duration_s, avset, not_after"
+COLUMNS = ("event_id, kind, resources, status, not_before, created, description, source, duration_s, avset, not_after, "
+           "code")
 """The columns of an event, in the order of :func:`row_of` and :func:`event_of`."""
 
 def check_event(event: Event) -> None:
@@ -84,11 +87,11 @@ def row_of(event: Event) -> tuple:
     """The row of ``event`` in the order of :data:`COLUMNS`."""
     return (event.event_id, event.kind.value, json.dumps(list(event.resources)), event.status.value,
             event.not_before, event.created, event.description, event.source.value, event.duration_s, event.avset,
-            event.not_after)
+            event.not_after, event.code)
 
 
 def event_of(row: tuple) -> Event:
     """The event of a row read in the order of :data:`COLUMNS` (then ``ended``, for history)."""
     return Event(row[0], row[1], tuple(json.loads(row[2])), row[4], row[5], status=row[3], description=row[6],
-                 source=row[7], duration_s=row[8], avset=row[9], not_after=row[10],
-                 ended=row[11] if len(row) > 11 else None)
+                 source=row[7], duration_s=row[8], avset=row[9], not_after=row[10], code=row[11],
+                 ended=row[12] if len(row) > 12 else None)

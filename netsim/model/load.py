@@ -42,8 +42,12 @@ _KEYS = {
     "datacenter": {"name", "location", "linklocal", "timers", "cloud"},
     "node": {"name"},
     "availability_set": {"name", "update_domains", "fault_domains"},
-    "vm": {"name", "node", "availability_set", "update_domain", "fault_domain", "services", "size", "os_type"},
+    "vm": {"name", "node", "availability_set", "update_domain", "fault_domain", "services", "size", "os_type",
+           "http_tokens", "hop_limit", "iam_role", "user_data"},
 }
+# A flavor's own defaults for keys the topology leaves out (AWS's regions are not Azure's).
+CLOUD_DEFAULTS = {"aws": {"location": "us-east-1", "size": "m5.large"},
+                  "gcp": {"location": "us-central1-a", "size": "e2-standard-2"}}
 _CHOICES = {"linklocal": ("static", "claim"), "timers": ("rfc", "fast")}
 DEFAULT_TOPOLOGY = "default.toml"
 MAX_FILE_BYTES = 16 << 20  # a topology of thousands of VMs is well under 1 MB; /dev/zero is not a topology
@@ -137,6 +141,9 @@ def parse(text: str, file: str | None = None) -> Datacenter:
     for key, choices in _CHOICES.items():
         if settings[key] not in choices:
             fail(key, f"must be one of {', '.join(repr(c) for c in choices)}, not {settings[key]!r}")
+    cloud_defaults = CLOUD_DEFAULTS.get(settings["cloud"], {})
+    if "location" not in dc_table and "location" in cloud_defaults:
+        settings["location"] = cloud_defaults["location"]
 
     nodes = tuple(Node(_get(n, "name", str, None, failer("node", i)), i) for i, n in enumerate(tables["node"]))
     avsets = []
@@ -171,8 +178,12 @@ def parse(text: str, file: str | None = None) -> Datacenter:
             update_domain=ud,
             fault_domain=fd,
             services=tuple(_get(v, "services", list, [], f)),
-            size=_get(v, "size", str, VM.size, f),
+            size=_get(v, "size", str, cloud_defaults.get("size", VM.size), f),
             os_type=_get(v, "os_type", str, VM.os_type, f),
+            http_tokens=_get(v, "http_tokens", str, VM.http_tokens, f),
+            hop_limit=_get(v, "hop_limit", int, VM.hop_limit, f),
+            iam_role=_get(v, "iam_role", str, VM.iam_role, f),
+            user_data=_get(v, "user_data", str, VM.user_data, f),
         ))
     dc = Datacenter(name=_get(dc_table, "name", str, "dc1", fail), nodes=nodes, vms=tuple(vms),
                     availability_sets=tuple(avsets), source=file, **settings)

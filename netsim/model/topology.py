@@ -49,6 +49,10 @@ class VM:
     services: tuple[str, ...] = ()
     size: str = "Standard_D2s_v3"
     os_type: str = "Linux"
+    http_tokens: str = "optional"  # AWS IMDSv2: "optional" or "required"
+    hop_limit: int = 1  # AWS IMDSv2: IP TTL of the token reply, 1..64
+    iam_role: str = ""  # AWS: the instance profile's role ("": none)
+    user_data: str = ""  # AWS: the instance's user data ("": none)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,11 @@ def validate(dc: Datacenter, locate: Locator = _no_line, file: str | None = None
         flavors.resolve(dc.cloud)  # imports it: a flavor that cannot load fails here, not in the daemon
     except flavors.FlavorError as exc:
         fail(str(exc), "datacenter", -1, "cloud")
+    if dc.cloud == "aws":
+        from netsim_imds.aws.tree import REGION  # the flavor's fact (resolved just above)
+        if not REGION.fullmatch(dc.location):
+            fail(f"must be an AWS region name such as 'us-east-1' for cloud 'aws', not {dc.location!r}",
+                 "datacenter", -1, "location")
     if not dc.nodes:
         raise TopologyError("a datacenter needs at least one [[node]]", file=file, field="node")
     if len(dc.nodes) > addressing.MAX_NODES:
@@ -71,6 +76,12 @@ def validate(dc: Datacenter, locate: Locator = _no_line, file: str | None = None
                                   ("fault_domain", vm.fault_domain, bounds.FAULT_DOMAIN)):
             if problem := bounds.problem(value, bound, key):
                 fail(problem, "vm", i, key)
+        # AWS's instance metadata options (HttpTokens, HttpPutResponseHopLimit).
+        if vm.http_tokens not in ("optional", "required"):
+            fail(f"must be 'optional' or 'required', not {vm.http_tokens!r}", "vm", i, "http_tokens")
+        if isinstance(vm.hop_limit, bool) or not isinstance(vm.hop_limit, int) or not 1 <= vm.hop_limit <= 64:
+            fail(f"must be an integer from 1 to 64 (AWS's HttpPutResponseHopLimit), not {vm.hop_limit!r}",
+                 "vm", i, "hop_limit")
         if per_node[vm.node] > addressing.MAX_VMS_PER_NODE:
             fail(f"node {vm.node!r} holds more than {addressing.MAX_VMS_PER_NODE} VMs, "
                  "which overflows its /24 of the address plan", "vm", i, "node")

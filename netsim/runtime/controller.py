@@ -167,7 +167,8 @@ class Controller:
         """``event`` for the control socket: every field, and the flavor's names for its
         kind (``event_type``) and source, which ``netsim events`` shows."""
         out = event_to_dict(event)
-        out["event_type"] = self.mapping.name_of(event.kind) if event.kind in self.mapping.kinds else event.kind.value
+        out["event_type"] = self.mapping.event_name(event) if event.kind in self.mapping.kinds else event.kind.value
+        out["shown_id"] = self.mapping.show_id(event)  # the id the VMs see (AWS: instance-event-...)
         out["source"] = self.mapping.source_names.get(event.source, event.source.value)
         return out
 
@@ -194,25 +195,33 @@ class Controller:
                 self._fed = []  # refused: the planner is put back, the approvals stay in the inbox
                 raise
 
-    def approve(self, event_id: str) -> bool:
-        """Approve an event as a VM would (``netsim event approve``)."""
+    def model_id(self, event_id: str) -> str:
+        """The event's own id, given it or the id the flavor's VMs see (AWS: ``instance-event-...``)."""
         if not isinstance(event_id, str):
             raise bounds.InvalidValue(f"an event id is a string (see netsim events), not {event_id!r}")
+        return next((e.event_id for e in self.planner.events() if self.mapping.show_id(e) == event_id), event_id)
+
+    def approve(self, event_id: str) -> bool:
+        """Approve an event as a VM would (``netsim event approve``)."""
+        event_id = self.model_id(event_id)
         with self.input_guard():
             ok = self.planner.approve(event_id, self.clock())
             self.drain()
         return ok
 
     def add_event(self, vm: str, event_type: str, notice_s: float | None, duration_s: float | None,
-                  description: str | None = None, source: str = "Platform") -> str:
+                  description: str | None = None, source: str = "Platform", action: str | None = None) -> str:
         """File a one-off event for a VM; ``event_type`` and ``source`` are the flavor's
         names (Azure: Freeze, Reboot, Redeploy, Preempt, Terminate; Platform or User).
 
         The flavor's default notice unless ``notice_s`` is given (0 to 7 days);
         ``duration_s`` is 0 to 7 days, or None (or -1) for unknown: the impact is then the
         flavor's default for the kind (:mod:`netsim.model.bounds`); anything else is
-        refused before the planner changes."""
+        refused before the planner changes. ``action`` picks a variant of the type (AWS: a spot
+        interruption's terminate, stop or hibernate): the flavor's name ``TYPE:ACTION``."""
         v = self.dc.vm(self.known("vm", vm))
+        if action is not None:
+            event_type = f"{event_type}:{action}"  # checked below as any type name
         if notice_s is not None:
             notice_s = bounds.check(notice_s, bounds.NOTICE_S, "the notice (--in)")
         if duration_s is not None:
@@ -231,14 +240,13 @@ class Controller:
         with self.input_guard():
             event_id = self.planner.add_event(vm, node, v.availability_set or "", kind, self.clock(),
                                               notice_s=notice_s, duration_s=duration_s, description=description,
-                                              source=src)
+                                              source=src, code=event_type if event_type in self.mapping.codes else "")
             self.drain()
         return event_id
 
     def cancel_event(self, event_id: str) -> None:
         """Cancel a Scheduled event: it disappears, as Azure's rare cancellations do."""
-        if not isinstance(event_id, str):
-            raise bounds.InvalidValue(f"an event id is a string (see netsim events), not {event_id!r}")
+        event_id = self.model_id(event_id)
         with self.input_guard():
             self.planner.cancel_event(event_id, self.clock())
             self.drain()
@@ -258,6 +266,14 @@ class Controller:
             walk_id = self.planner.start_walk(avset, members, notice_s, downtime_s, self.clock())
             self.drain()
         return walk_id
+
+    def vm_start(self, vm: str) -> None:
+        """Power a stopped VM on again (``netsim vm start``; AWS's instance-stop and spot
+        stop leave it off); a running VM is left as it is."""
+        agent = self.agent_of(self.known("vm", vm))
+        if agent is None:
+            raise bounds.InvalidValue(f"VM {vm} no longer exists (it was preempted or terminated)")
+        agent.effects.power_on(vm)
 
     def node_fail(self, node: str) -> None:
         """Cut a node for real: its agent takes its links down and falls silent; the planner

@@ -14,6 +14,8 @@ planner asked for, with the steps of :mod:`netsim.runtime.effects`, and reports 
   the failed node's agent is silent, so the controller hands the VM to the agent of the
   node it is restored on, which takes it over (power off, move, power on).
 - **Preempt**, **Terminate**: remove the VM.
+- **Stop** (AWS instance-stop, spot stop/hibernate): power off; the VM stays off until
+  ``netsim vm start`` (:meth:`~netsim.runtime.controller.Controller.vm_start`).
 
 The event stays Started for the whole impact (``duration_s``: the announced duration, or
 the flavor's default for the kind) counted from when the effect *began* (the ledger keeps
@@ -187,6 +189,9 @@ class HostAgent:
         if kind in GONE_KINDS:
             if vm in fx.placement:
                 fx.remove(vm)
+            return True
+        if kind is Kind.STOP:  # off until `netsim vm start` (AWS instance-stop, spot stop)
+            fx.power_off(vm)
             return True
         if kind is Kind.PAUSE:
             fx.freeze(vm)

@@ -52,6 +52,7 @@ def identity_of(dc: Datacenter, vm_name: str, link_local: str = "", placed_on: s
         availability_set=vm.availability_set or "", vm_size=vm.size, os_type=vm.os_type,
         mac=plan.mac, link_local=link_local, address=plan.routable, prefix=plan.prefixlen, subnet=plan.subnet,
         resource_group=f"netsim-{dc.name}",
+        http_tokens=vm.http_tokens, hop_limit=vm.hop_limit, iam_role=vm.iam_role, user_data=vm.user_data,
     )
 
 

@@ -26,6 +26,8 @@ class EventAdd:
     """Seconds of impact; None or -1: unknown, the kind's default impact (the flavor's)."""
     description: str | None = text(default=None, optional=True, what="the event description")
     source: str = text(default="Platform", what="the event source")
+    action: str | None = text(default=None, optional=True, what="the action (--action)")
+    """A variant of the type (AWS spot interruption: terminate, stop or hibernate)."""
 
 
 @command("event_add", EventAdd)
@@ -33,7 +35,7 @@ def event_add(ctx: Context, a: EventAdd) -> dict:
     """File a one-off event; answers the event as ``netsim events --json`` shows it."""
     c = ctx.controller
     event_id = c.add_event(a.vm, a.type, a.in_, None if a.duration == -1 else a.duration,
-                           a.description or None, a.source)
+                           a.description or None, a.source, a.action)
     return {"event": c.describe(c.planner.event(event_id))}
 
 
@@ -60,7 +62,7 @@ def approve(ctx: Context, a: EventId) -> dict:
     c = ctx.controller
     if not c.approve(a.id):
         raise CommandError(f"no event {a.id} is waiting for approval (see netsim events)")
-    event = c.planner.event(a.id)
+    event = c.planner.event(c.model_id(a.id))
     return {"event": c.describe(event)} if event else {}
 
 
@@ -86,6 +88,20 @@ def walk_start(ctx: Context, a: WalkStart) -> dict:
     c = ctx.controller
     walk_id = c.start_walk(a.avset, a.notice, a.downtime)
     return {"walk": c.planner.walk_status(walk_id).to_dict()}
+
+
+@dataclass(frozen=True)
+class VmName:
+    """``vm_start``: one VM."""
+
+    vm: str = name("vm")
+
+
+@command("vm_start", VmName)
+def vm_start(ctx: Context, a: VmName) -> dict:
+    """Power a stopped VM on again (after AWS's instance-stop or a spot stop)."""
+    ctx.controller.vm_start(a.vm)
+    return {}
 
 
 @dataclass(frozen=True)

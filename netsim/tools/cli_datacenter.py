@@ -124,6 +124,14 @@ def cmd_demo(args) -> int:
     need_root()
     from netsim.tools import demo
     topo = load(args.topology)
+    if args.cloud:  # the same walk on another flavor's metadata service and its drain agent
+        from dataclasses import replace
+        from netsim.model.validate import validate
+        topo = replace(topo, cloud=args.cloud)
+        from netsim.model.load import CLOUD_DEFAULTS  # AWS's regions are not Azure's
+        if "location" in CLOUD_DEFAULTS.get(args.cloud, {}):
+            topo = replace(topo, location=CLOUD_DEFAULTS[args.cloud]["location"])
+        validate(topo)
     started = time.monotonic()
     print("== netsim demo: a maintenance walk of availability set 'web' (3 update domains) under load,\n"
           f"   {args.notice:g} s notice and {args.downtime:g} s downtime per update domain, {args.rate:g} requests/s "
@@ -196,6 +204,7 @@ def register(sub, named) -> None:
     sp.add_argument("--rate", type=number_arg(bounds.DEMO_RATE, "--rate"), default=300.0,
                     help="client requests per second (default 300)")
     sp.add_argument("-o", "--output", default="netsim-demo.svg", help="the timeline picture (SVG)")
+    sp.add_argument("--cloud", help="the metadata service's flavor (default: the topology's), e.g. azure, gcp")
     sp.set_defaults(func=cmd_demo)
     sp = named(sub.add_parser("capture", help="write a node bridge's frames to a pcap file"))
     sp.add_argument("node")

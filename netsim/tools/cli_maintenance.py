@@ -18,7 +18,8 @@ from netsim.tools.clicommon import dc_name, need_root
 
 def _event_line(e: dict) -> str:
     nb = time.strftime("%H:%M:%S", time.localtime(e["not_before"]))
-    return (f"{e['event_id']}  {e['event_type']:<9} {e['status']:<9} {','.join(e['resources']):<12} "
+    shown = e.get("shown_id", e["event_id"])  # the id the VMs see (AWS: instance-event-...)
+    return (f"{shown}  {e['event_type']:<9} {e['status']:<9} {','.join(e['resources']):<12} "
             f"NotBefore {nb}  duration {'unknown' if e['duration_s'] is None else e['duration_s']}")
 
 
@@ -26,7 +27,8 @@ def cmd_event_add(args) -> int:
     need_root()
     running = dcapi.RunningDatacenter.attach(dc_name(args))
     event = running.request("event_add", vm=args.vm, type=args.type, duration=args.duration,
-                            description=args.description, source=args.source, **{"in": args.in_})["event"]
+                            description=args.description, source=args.source, action=args.action,
+                            **{"in": args.in_})["event"]
     print(_event_line(event))
     return 0
 
@@ -83,6 +85,13 @@ def cmd_maintenance_status(args) -> int:
     return 0
 
 
+def cmd_vm_start(args) -> int:
+    need_root()
+    dcapi.RunningDatacenter.attach(dc_name(args)).request("vm_start", vm=args.vm)
+    print(f"vm {args.vm}: powered on")
+    return 0
+
+
 def cmd_node(args) -> int:
     need_root()
     running = dcapi.RunningDatacenter.attach(dc_name(args))
@@ -99,8 +108,11 @@ def register(sub, named) -> None:
     ea.add_argument("vm")
     # The datacenter's flavor's own names (Azure: Freeze, Reboot, Redeploy, Preempt,
     # Terminate); the daemon maps them to the event model's kinds.
-    ea.add_argument("--type", default="Reboot", choices=flavor_names(),
-                    help="the event type in the datacenter's flavor's words (default Reboot)")
+    # A name "TYPE:ACTION" is a variant of TYPE (AWS: spot-interruption:stop), given as --action.
+    ea.add_argument("--type", default="Reboot", choices=[n for n in flavor_names() if ":" not in n],
+                    help="the event type in the datacenter's flavor's words (default Reboot; AWS: its codes)")
+    ea.add_argument("--action", default=None, choices=sorted({n.partition(":")[2] for n in flavor_names() if ":" in n}),
+                    help="a variant of the type (AWS spot-interruption: terminate, stop or hibernate)")
     ea.add_argument("--source", default="Platform", choices=["Platform", "User"],
                     help="who asks for it (Azure shows EventSource; default Platform)")
     ea.add_argument("--in", dest="in_", type=number_arg(bounds.NOTICE_S, "--in"), default=None, metavar="SECONDS",
@@ -131,6 +143,11 @@ def register(sub, named) -> None:
     mt = named(msub.add_parser("status", help="the walks and where they are"))
     mt.add_argument("--json", action="store_true")
     mt.set_defaults(func=cmd_maintenance_status)
+    sp = named(sub.add_parser("vm", help="power a stopped VM on again"))
+    vsub = sp.add_subparsers(dest="vm_command", required=True, metavar="{start}")
+    vs = named(vsub.add_parser("start", help="power on a VM that an instance-stop or a spot stop left off"))
+    vs.add_argument("vm")
+    vs.set_defaults(func=cmd_vm_start)
     sp = named(sub.add_parser("node", help="fail a node for real, or recover it"))
     sp.add_argument("action", choices=["fail", "recover"])
     sp.add_argument("node")

@@ -26,6 +26,9 @@ from netsim.model.topology import Datacenter
 
 SOURCES = [f"198.19.255.{200 + i}" for i in range(8)]  # client addresses: stickiness spreads them
 AGENT = "-m netsim.invm.drain_agent --lb 198.19.255.10:9999 --backend web"
+AGENTS = {"gcp": "-m netsim.invm.gce_drain_agent --lb 198.19.255.10:9999 --backend web",
+          "aws": '-m netsim.invm.aws_drain_agent --lb 198.19.255.10:9999 --backend web --server "$NETSIM_VM"'}
+"""The drain agent of each flavor that has its own (the others run :data:`AGENT`, Azure's)."""
 
 
 @dataclass
@@ -46,7 +49,10 @@ class WalkRun:
 def scenario_topology(agents: bool, base: Datacenter | None = None) -> Datacenter:
     """The topology with the web app (and the drain agent) declared as every VM's services."""
     topo = base or load()
-    services = (f"{sys.executable} -m netsim.invm.webapp",) + ((f"{sys.executable} {AGENT}",) if agents else ())
+    agent = AGENTS.get(topo.cloud, AGENT)
+    # The web app learns its name from Azure's 2015 API; elsewhere from the service's environment.
+    webapp = f"{sys.executable} -m netsim.invm.webapp" + (' --name "$NETSIM_VM"' if topo.cloud in AGENTS else "")
+    services = (webapp,) + ((f"{sys.executable} {agent}",) if agents else ())
     return replace(topo, vms=tuple(replace(v, services=services) for v in topo.vms), timers="fast")
 
 
