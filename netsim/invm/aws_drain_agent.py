@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 from netsim.invm import runtime_api
 from netsim.invm.aws_event_logger import PATHS, Session
-from netsim.invm.errors import RuntimeApiError
 from netsim.invm.imds import METADATA_ADDRESS, ImdsError, start_in_vm
 
 POLL_S = 1.0
@@ -63,14 +62,7 @@ def _say(text: str) -> None:
 
 def _set(lb: runtime_api.Target, backend: str, server: str, state: str) -> None:
     """Set the server's state, retried once a second until HAProxy takes it."""
-    while True:
-        try:
-            runtime_api.set_server_state(lb, backend, server, state)
-            _say(f"set {state}")
-            return
-        except RuntimeApiError as exc:
-            _say(f"set {state} failed: {exc}; retrying")
-            time.sleep(1.0)
+    runtime_api.set_server_state_until_taken(lb, backend, server, state, _say)
 
 
 def run(session: Session, lb: runtime_api.Target, backend: str, server: str, duration: float | None = None) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from netsim.invm.errors import RuntimeApiError
@@ -132,3 +134,17 @@ def parse_servers_state(text: str) -> list[dict[str, str]]:
         raise RuntimeApiError(f"unexpected 'show servers state' answer: {text[:200]!r}")
     names = lines[at][2:].split()
     return [dict(zip(names, ln.split())) for ln in lines[at + 1:] if not ln.startswith("#")]
+
+
+def set_server_state_until_taken(target: Target, backend: str, server: str, state: str,
+                                 say: Callable[[str], None], interval: float = 1.0) -> None:
+    """:func:`set_server_state`, retried every ``interval`` seconds until HAProxy takes it
+    (an in-VM agent must not give up on its load balancer); ``say`` reports each try."""
+    while True:
+        try:
+            set_server_state(target, backend, server, state)
+            say(f"set {state}")
+            return
+        except RuntimeApiError as exc:
+            say(f"set {state} failed: {exc}; retrying")
+            time.sleep(interval)
