@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from netsim.invm import runtime_api
-from netsim.invm.gce_event_logger import HEADERS, PATH, WAIT_S
+from netsim.invm.gce_event_logger import HEADERS, PATH, WAIT_S, vm_name
 from netsim.invm.imds import METADATA_ADDRESS, Imds, ImdsError, start_in_vm
 
 
@@ -98,14 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metadata", default=METADATA_ADDRESS, help="metadata service address")
     args = ap.parse_args(argv)
 
-    def name_of(imds: Imds) -> str:
-        code, body, _ = imds.request("GET", "/computeMetadata/v1/instance/name", headers=HEADERS)
-        if code != 200:
-            raise ImdsError(f"instance/name: HTTP {code}", code)
-        return body.decode()
-
     try:
-        imds, vm = start_in_vm("gce_drain_agent", None, args.metadata, name_of=name_of)
+        imds, vm = start_in_vm("gce_drain_agent", None, args.metadata, name_of=vm_name)
     except ImdsError as exc:
         _say(f"cannot learn this VM's name: {exc}")
         return 1

@@ -27,6 +27,16 @@ from netsim.invm.syslog_client import UdpSyslog, parse_target
 PATH = "/computeMetadata/v1/instance/?recursive=true&wait_for_change=true&timeout_sec={}&last_etag={}"
 HEADERS = {"Metadata-Flavor": "Google"}
 WAIT_S = 60  # the guest agent's timeout_sec; the HTTP timeout is 10 s longer
+
+
+def vm_name(imds: Imds) -> str:
+    """This VM's name from ``instance/name`` (what every GCE in-VM program learns first)."""
+    code, body, _ = imds.request("GET", "/computeMetadata/v1/instance/name", headers=HEADERS)
+    if code != 200:
+        raise ImdsError(f"instance/name: HTTP {code}", code)
+    return body.decode()
+
+
 WATCHED = ("maintenanceEvent", "preempted", "upcomingMaintenance")
 QUIET = {"maintenanceEvent": "NONE", "preempted": "FALSE", "upcomingMaintenance": {}}
 
@@ -100,14 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     host, port = parse_target(args.syslog)
 
-    def name_of(imds: Imds) -> str:
-        code, body, _ = imds.request("GET", "/computeMetadata/v1/instance/name", headers=HEADERS)
-        if code != 200:
-            raise ImdsError(f"instance/name: HTTP {code}", code)
-        return body.decode()
-
     try:
-        imds, vm = start_in_vm("gce_event_logger", None, args.metadata, name_of=name_of)
+        imds, vm = start_in_vm("gce_event_logger", None, args.metadata, name_of=vm_name)
     except ImdsError as exc:
         _say(f"cannot learn this VM's name: {exc}")
         return 1
