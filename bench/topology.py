@@ -10,6 +10,7 @@ includes waiting until the kernel has really destroyed every namespace.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import statistics
@@ -23,14 +24,21 @@ from netsim.api import datacenter as dcapi  # noqa: E402
 from netsim.model import names
 from netsim.kernel import netns  # noqa: E402
 from netsim.model import grid  # noqa: E402
+from netsim.model.validate import validate  # noqa: E402
 
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def one_run(nodes: int, per_node: int) -> tuple[float, float, int, int]:
+def one_run(nodes: int, per_node: int, containers: int = 0) -> tuple[float, float, int, int]:
+    """Build and remove ``nodes`` x ``per_node`` VMs (each with ``containers`` containers):
+    (build s, teardown s, peak open fds, VMs)."""
     topo = grid(f"bench{nodes % 1000}"[:8], nodes, per_node, linklocal="static")
+    if containers:
+        topo = dataclasses.replace(topo, vms=tuple(
+            dataclasses.replace(v, containers=tuple(f"c{i + 1}" for i in range(containers))) for v in topo.vms))
+        validate(topo)
     peak_fds = 0
 
     def progress(what, done, total):
@@ -43,7 +51,7 @@ def one_run(nodes: int, per_node: int) -> tuple[float, float, int, int]:
     t1 = time.perf_counter()
     removed = running.down()
     t2 = time.perf_counter()
-    assert removed == nodes * (per_node + 1) + 4, removed
+    assert removed == nodes * (per_node * (1 + containers) + 1) + 4, removed
     assert not netns.list_names(names.dc_prefix(topo.name))
     return t1 - t0, t2 - t1, max(peak_fds, open_fds()), len(topo.vms)
 

@@ -31,6 +31,7 @@ from netsim.errors import NetsimError, StateError
 from netsim.kernel import netns
 from netsim.model.names import dc_name_problem, dc_prefix
 from netsim.model.topology import VM, AvailabilitySet, Datacenter, Node
+from netsim.model import gcedata, vmdata
 
 DEFAULT_STATE_DIR = "/var/lib/netsim"
 DEFAULT_RUN_DIR = "/run/netsim"
@@ -63,7 +64,12 @@ def datacenter_from_json(data: dict) -> Datacenter:
     return Datacenter(
         name=data["name"],
         nodes=tuple(Node(**n) for n in data["nodes"]),
-        vms=tuple(VM(**{**v, "services": tuple(v["services"])}) for v in data["vms"]),
+        vms=tuple(VM(**{**v, "services": tuple(v["services"]),
+                             "containers": tuple(v.get("containers", ())),
+                             **vmdata.vm_fields_from_json(v), "gce": gcedata.vm_from_json(v.get("gce"))})
+                 for v in data["vms"]),
+        identities=vmdata.identities_from_json(data),
+        project=gcedata.project_from_json(data.get("project")),
         availability_sets=tuple(AvailabilitySet(**a) for a in data["availability_sets"]),
         location=data["location"], linklocal=data["linklocal"], timers=data["timers"], source=data.get("source"),
         cloud=data.get("cloud", Datacenter.cloud),  # a state folder written before the key existed: the default

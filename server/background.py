@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, Iterable, TypeVar
 
 from netsim_imds.driver import MetadataServer, Resolver, ServerConfig, SocketFactory
 from netsim_imds.events import EventView
@@ -62,9 +62,9 @@ class ServerThread:
         """See :meth:`MetadataServer.add_node`."""
         self.call(self.server.add_node(node_name, ns_name, resolve, events, flavor))
 
-    def notify(self, node_name: str) -> None:
+    def notify(self, node_name: str, names: "Iterable[str] | None" = None) -> None:
         """See :meth:`MetadataServer.notify` (safe from any thread; does not wait)."""
-        self.loop.call_soon_threadsafe(self.server.notify, node_name)
+        self.loop.call_soon_threadsafe(self.server.notify, node_name, None if names is None else frozenset(names))
 
     def remove_node(self, node_name: str) -> None:
         """See :meth:`MetadataServer.remove_node`."""

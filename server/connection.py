@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 from netsim_imds import sockopts
 from netsim_imds.fairness import BYTES_PER_UNIT
+from netsim_imds.faultio import FaultedRequests, FaultedResponse
 from netsim_imds.flavors import Wait
 from netsim_imds.http import HttpError, LocalProtocolError, ProtocolError, Request, RequestParser, State
 from netsim_imds.identity import VmIdentity
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 PARKED_READ_LIMIT = 64 * 1024
 """Bytes a parked connection may pipeline behind its waiting request before it is not read."""
 
-class Connection(ParkedRequests, asyncio.Protocol):
+class Connection(FaultedRequests, ParkedRequests, asyncio.Protocol):
     """One client connection: feed bytes to the parser, answer its requests in one write.
 
     Bounded (issue 9): it is served at most a turn's budget of requests at a time; while
@@ -173,7 +174,8 @@ class Connection(ParkedRequests, asyncio.Protocol):
         # (netsim_imds.answers). Anything else (a pipelined batch, a partial request,
         # a paused or parked connection, socket options) takes the parser's path.
         if (self.caller is not None and not parser.buffered and parser.state is State.HEAD and not queued
-                and self.reading and not self.write_paused and self.parked is None and self.options is None):
+                and self.reading and not self.write_paused and self.parked is None and self.options is None
+                and not owner.faults.faults):  # a fault may apply to these bytes (netsim_imds.faults)
             now = time.time()
             hit = self.node.answers.get(self.caller, data, self.node.events.document_incarnation, now,
                                         owner.clock.date(now))
@@ -254,6 +256,8 @@ class Connection(ParkedRequests, asyncio.Protocol):
         if out:
             # Pipelined requests are answered together: still one write.
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if transport.is_closing():
+            close = True  # a fault reset or truncated it (netsim_imds.faultio)
         if left != self.accounted:
             self.owner.buffered += left - self.accounted
             self.accounted = left
@@ -289,6 +293,11 @@ class Connection(ParkedRequests, asyncio.Protocol):
         """Append the answer to ``request`` to ``out``; False: the request is parked."""
         try:
             node, chunk, caller = self.node, self.chunk, self._identity()
+            faults = self.owner.faults
+            if faults.faults:  # the one check the fault layer costs when no fault exists
+                action = faults.decide(node.name, caller.name if caller is not None else None, request.path, now)
+                if action is not None:
+                    return self._apply_fault(request, caller, action, now, date, out)
             # Read before the flavor runs: a change meanwhile must not be cached as seen.
             incarnation = node.events.document_incarnation if chunk is not None else 0
             response = node.flavor.handle(request, caller, node.events, now)
@@ -318,6 +327,9 @@ class Connection(ParkedRequests, asyncio.Protocol):
         return error_response(500, "Internal server error")
 
     def _emit(self, request: Request, response: Response, date: str, out: list[bytes]) -> None:
+        if response.__class__ is FaultedResponse:
+            self._emit_faulted(request, cast(FaultedResponse, response), date, out)
+            return
         if response.socket_options or self.options is not None:
             self._socket_options(response, out)
         try:

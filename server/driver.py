@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Callable
+from typing import Callable, Iterable
 
 from netsim_imds import flavors
 from netsim_imds.address import METADATA_ADDRESS, METADATA_PORT
@@ -32,8 +33,10 @@ from netsim_imds.connection import Connection
 from netsim_imds.errors import NetsimError
 from netsim_imds.events import EventView
 from netsim_imds.fairness import Admission, FairScheduler, Limits, LogLimiter
+from netsim_imds.faults import FaultTable, HttpFault
 from netsim_imds.flavors import Flavor, FlavorFactory
 from netsim_imds.identity import VmIdentity
+from netsim_imds.parking import ParkedIndex
 
 log = logging.getLogger("netsim.server")
 
@@ -90,7 +93,7 @@ class Node:
         self.name, self.ns_name, self.resolve, self.events, self.flavor = name, ns_name, resolve, events, flavor
         self.server: asyncio.AbstractServer | None = None
         self.connections: set[Connection] = set()
-        self.parked: set[Connection] = set()  # connections whose request waits (a flavor's Wait)
+        self.parked = ParkedIndex()  # connections whose request waits (a flavor's Wait), by what it watches
         self.answers = AnswerCache()  # answers given again while the events stay (netsim_imds.answers)
 
 
@@ -123,8 +126,17 @@ class MetadataServer:
         self._turn: asyncio.Handle | None = None
         # Parked requests (a flavor's Wait), bounded per caller and in all.
         self.parking: Admission[tuple[str, str]] = Admission(limits.parked_per_caller, limits.parked_total)
-        self._notified: set[str] = set()
+        self._notified: dict[str, set[str] | None] = {}  # node -> names whose events changed (None: any)
         self._wake: asyncio.Handle | None = None
+        self.faults = FaultTable()  # HTTP faults (netsim_imds.faults); empty: one check per request
+
+    def set_faults(self, faults: "list[HttpFault] | tuple[HttpFault, ...]") -> None:
+        """Apply these HTTP faults from now on (replacing the previous ones); the parked
+        requests are woken so that a hang whose fault ended or was cleared is answered.
+        Call it from the loop's thread."""
+        self.faults.set(faults)
+        for name in self._nodes:
+            self.notify(name)
 
     # -- the fairness policy, applied --------------------------------------------------------
 
@@ -162,26 +174,52 @@ class MetadataServer:
 
     # -- parked requests ---------------------------------------------------------------------
 
-    def notify(self, node_name: str) -> None:
+    def notify(self, node_name: str, names: "Iterable[str] | None" = None) -> None:
         """Node ``node_name``'s events changed: call the flavor again for each of its parked
-        requests (soon, on the loop; several calls before then wake them once). Call it
+        requests (soon, on the loop; several calls before then wake them once). ``names``:
+        the VMs and availability sets whose events changed, when the caller knows them; then
+        only the requests whose Wait watches one of them (or everything) are woken. Call it
         from the loop's thread (:meth:`ServerThread.notify` from another); an unknown node
         is ignored (it may have just been removed)."""
         if node_name not in self._nodes:
             return
-        self._notified.add(node_name)
+        known = self._notified.get(node_name, set())
+        self._notified[node_name] = None if names is None or known is None else known | set(names)
         if self._wake is None:
             self._wake = asyncio.get_running_loop().call_soon(self._wake_notified)
 
     def _wake_notified(self) -> None:
         self._wake = None
-        names, self._notified = self._notified, set()
-        for name in names:
+        notified, self._notified = self._notified, {}
+        for name, changed in notified.items():
             node = self._nodes.get(name)
             if node is not None:
                 node.answers.clear()  # stale now (their incarnation says so too): free them
-            for conn in list(node.parked) if node is not None else ():
+            for conn in node.parked.concerned(changed) if node is not None else ():
                 conn.wake(expired=False)
+
+    def drop_caller(self, node_name: str, vm: str) -> int:
+        """VM ``vm`` leaves (or left) node ``node_name``: close its connections there, its
+        parked long polls too, so that their slots are free at once; returns how many. Called
+        before a live migration's freeze, the VM's clients see the close and poll again on
+        the node that holds it next."""
+        node = self._nodes.get(node_name)
+        gone = [c for c in node.connections if c.key == (node_name, vm)] if node is not None else []
+        for conn in gone:
+            conn.unpark()
+            if conn.transport is None:
+                continue
+            try:
+                # The FIN leaves now (the loop closes the socket only at its next turn: a
+                # live migration's freeze, right after this call, would cut the port first).
+                with socket.socket(fileno=os.dup(conn.transport.get_extra_info("socket").fileno())) as dup:
+                    dup.shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):
+                pass
+            conn.transport.abort()
+        if gone:
+            log.info("node %s: %d connections of %s closed (it leaves the node)", node_name, len(gone), vm)
+        return len(gone)
 
     @property
     def nodes(self) -> list[str]:

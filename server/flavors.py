@@ -65,10 +65,16 @@ class Wait:
     returned there is answered 500). ``resume`` closes over what the first call knew (the
     request, the caller, the value it waits to see change); it may return another
     :class:`Wait` to go on waiting (a change that does not concern this request).
+
+    ``watch``: the names (VMs, availability sets) whose events the answer depends on, when
+    the flavor knows them (GCE's keys speak of the caller alone): a change the driver is
+    told concerns other names does not wake it (a walk of 200 VMs then wakes 200 parked
+    requests, not every parked request of every node). None: every change of the node.
     """
 
     deadline: float
     resume: Resume
+    watch: "frozenset[str] | None" = None
 
 
 Answer = Union[Response, Wait]

@@ -12,6 +12,62 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class ManagedIdentity:
+    """An Azure managed identity a VM may ask tokens for (``/metadata/identity``).
+
+    ``resource_id`` is the ARM id of the identity's owner, as tokens carry it in
+    ``xms_mirid``: the VM's own id for the system-assigned identity, the
+    ``Microsoft.ManagedIdentity/userAssignedIdentities/<name>`` id for a user-assigned one.
+    """
+
+    client_id: str
+    object_id: str
+    resource_id: str
+    system: bool = False
+
+
+@dataclass(frozen=True)
+class AzureProfile:
+    """A VM's Azure-only instance data (grouped so other flavors' fields stay flat and few).
+
+    Strings as the instance document prints them; ``ssh_keys`` are public key lines, served
+    as ``publicKeys`` under ``/home/<admin_username>/.ssh/authorized_keys``; ``identities``
+    are the managed identities (the system one first, when assigned); ``load_balancer`` is
+    ``(frontend ip, frontend port, backend port)`` of the load balancer the VM is behind
+    (None: none).
+    """
+
+    admin_username: str = "azureuser"
+    ssh_keys: tuple[str, ...] = ()
+    custom_data: str = ""
+    priority: str = "Regular"
+    eviction_policy: str = ""
+    license_type: str = ""
+    plan: tuple[str, str, str] = ("", "", "")
+    """Marketplace plan: (name, product, publisher)."""
+    secure_boot: bool = False
+    virtual_tpm: bool = False
+    tenant_id: str = "00000000-0000-0000-0000-000000000000"
+    identities: tuple[ManagedIdentity, ...] = ()
+    load_balancer: tuple[str, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class GceProfile:
+    """A VM's GCE-only instance data: its scheduling (``on_host_maintenance`` MIGRATE or
+    TERMINATE), its instance attributes, and its project ("" id and 0 number: the flavor
+    derives them from the datacenter)."""
+
+    on_host_maintenance: str = "MIGRATE"
+    automatic_restart: bool = True
+    preemptible: bool = False
+    attributes: tuple[tuple[str, str], ...] = ()
+    project_id: str = ""
+    project_number: int = 0
+    project_attributes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class VmIdentity:
     """Everything the metadata APIs tell a VM about itself.
 
@@ -59,6 +115,10 @@ class VmIdentity:
     """The instance profile's role ("" : none)."""
     user_data: str = ""
     """The instance's user data ("" : none)."""
+    azure: AzureProfile = AzureProfile()
+    """Azure's own instance data (other flavors ignore it)."""
+    gce: GceProfile = GceProfile()
+    """GCE's own instance data (other flavors ignore it)."""
 
     @property
     def subnet_address(self) -> str:

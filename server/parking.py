@@ -3,7 +3,8 @@
 A flavor may answer a Wait: the request is *parked* (a timer on the loop, no thread) and
 the requests pipelined behind it wait with it, since HTTP/1.1 answers in order. It is
 woken when its node's events change (:meth:`~netsim_imds.driver.MetadataServer.notify`) or
-at its deadline. :class:`ParkedRequests` is the part of
+at its deadline; a notify that names what changed wakes only the requests whose Wait
+watches one of those names (:class:`ParkedIndex`). :class:`ParkedRequests` is the part of
 :class:`~netsim_imds.connection.Connection` that does this (a mixin: it uses the
 connection's owner, key, transport, parser and answer methods).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from netsim_imds.flavors import Wait
@@ -35,6 +37,76 @@ class Parked:
         self.request, self.wait, self.timer = request, wait, timer
 
 
+class ParkedIndex:
+    """A node's parked connections, indexed by the names their Wait watches
+    (:attr:`~netsim_imds.flavors.Wait.watch`), so that a change of some VMs' events costs
+    a call of the flavor per request that may see it, not per request parked on the node.
+
+    Iterating gives every parked connection; ``len`` counts them.
+    """
+
+    __slots__ = ("_watch", "_anything", "_by_name")
+
+    def __init__(self) -> None:
+        self._watch: dict[ParkedRequests, frozenset[str] | None] = {}
+        self._anything: set[ParkedRequests] = set()  # Waits that watch the whole node
+        self._by_name: dict[str, set[ParkedRequests]] = {}
+
+    def add(self, conn: "ParkedRequests", watch: "frozenset[str] | None") -> None:
+        """``conn`` is parked on a Wait that watches ``watch`` (None: everything)."""
+        if conn in self._watch:
+            if self._watch[conn] == watch:
+                return
+            self.discard(conn)
+        self._watch[conn] = watch
+        if watch is None:
+            self._anything.add(conn)
+        else:
+            for name in watch:
+                self._by_name.setdefault(name, set()).add(conn)
+
+    def discard(self, conn: "ParkedRequests") -> None:
+        """``conn`` is no longer parked (unknown connections are ignored)."""
+        if conn not in self._watch:
+            return
+        watch = self._watch.pop(conn)
+        if watch is None:
+            self._anything.discard(conn)
+            return
+        for name in watch:
+            held = self._by_name.get(name)
+            if held is not None:
+                held.discard(conn)
+                if not held:
+                    del self._by_name[name]
+
+    def concerned(self, names: "Iterable[str] | None") -> "list[ParkedRequests]":
+        """The parked connections a change of ``names``' events may concern (None: all)."""
+        if names is None:
+            return list(self._watch)
+        out = set(self._anything)
+        changed = names if isinstance(names, (set, frozenset)) else set(names)
+        # A walk's event names every VM of an update domain, on each of its nodes: walk
+        # whichever side is shorter (the node's watched names, or the changed ones).
+        if len(changed) > len(self._by_name):
+            for name, held in self._by_name.items():
+                if name in changed:
+                    out.update(held)
+        else:
+            for name in changed:
+                out.update(self._by_name.get(name, ()))
+        return list(out)
+
+    def __len__(self) -> int:
+        return len(self._watch)
+
+    def __iter__(self) -> "Iterator[ParkedRequests]":
+        return iter(list(self._watch))
+
+    def __contains__(self, conn: object) -> bool:
+        return conn in self._watch
+
+
 class ParkedRequests:
     """Park, wake and forget a connection's waiting request (mixed into Connection)."""
 
@@ -45,17 +117,15 @@ class ParkedRequests:
     parser: RequestParser
     parked: Parked | None
 
-    def _emit(self, request: Request, response: Response, date: str, out: list[bytes]) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the connection's own methods (declared only for the type checker,
+        # so that this mixin shadows nothing of another mixin's in the connection's MRO)
+        def _emit(self, request: Request, response: Response, date: str, out: list[bytes]) -> None: ...
 
-    def _failed(self, request: Request, exc: Exception) -> Response:
-        raise NotImplementedError
+        def _failed(self, request: Request, exc: Exception) -> Response: ...
 
-    def _set_deadline(self, now: float, answered: bool) -> None:
-        raise NotImplementedError
+        def _set_deadline(self, now: float, answered: bool) -> None: ...
 
-    def _update_reading(self, more: bool = False) -> None:
-        raise NotImplementedError
+        def _update_reading(self, more: bool = False) -> None: ...
 
     def _park(self, request: Request, wait: Wait, now: float, date: str, out: list[bytes]) -> bool:
         owner = self.owner
@@ -68,7 +138,7 @@ class ParkedRequests:
             return True
         timer = asyncio.get_running_loop().call_later(max(0.0, wait.deadline - now), self.wake, True)
         self.parked = Parked(request, wait, timer)
-        self.node.parked.add(self)
+        self.node.parked.add(self, wait.watch)
         return False
 
     def unpark(self) -> None:
@@ -100,6 +170,7 @@ class ParkedRequests:
         if isinstance(answer, Wait):
             if answer.deadline > now:
                 parked.wait = answer
+                self.node.parked.add(self, answer.watch)  # a no-op unless it watches other names
                 if answer.deadline != wait.deadline:
                     parked.timer.cancel()
                     parked.timer = asyncio.get_running_loop().call_later(answer.deadline - now, self.wake, True)
@@ -110,6 +181,8 @@ class ParkedRequests:
         self._emit(request, answer, self.owner.clock.date(now), out)
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.parked is not None:
+            return  # parked again by its answer (a fault's dribble, netsim_imds.faultio)
         if not request.keep_alive:
             transport.close()
             return

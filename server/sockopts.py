@@ -23,8 +23,13 @@ from netsim_imds.response import SocketOption
 
 log = logging.getLogger("netsim.server")
 
-Applied = dict[tuple[int, int], int]
-"""``{(level, option): value before}`` of the options a connection's answers changed."""
+class Applied(dict):
+    """``{(level, option): value before}`` of the options a connection's answers changed,
+    and the socket they were set on (``sock``): asked of the transport once, since uvloop
+    builds a new socket object on every ``get_extra_info("socket")`` (an AWS token PUT and
+    the GET after it would each pay two)."""
+
+    __slots__ = ("sock",)
 
 
 def _socket(transport: asyncio.Transport):
@@ -32,10 +37,14 @@ def _socket(transport: asyncio.Transport):
 
 
 def apply(transport: asyncio.Transport, options: tuple[SocketOption, ...], applied: Applied | None) -> Applied:
-    """Set ``options`` on the transport's socket; returns what to restore (merged with
-    ``applied``, keeping the first saved value of each option)."""
-    saved: Applied = dict(applied or {})
-    sock = _socket(transport)
+    """Set ``options`` on the transport's socket; returns what to restore (``applied``, or a
+    new :class:`Applied`, keeping the first saved value of each option)."""
+    if applied is None:
+        saved = Applied()
+        saved.sock = _socket(transport)
+    else:
+        saved = applied
+    sock = saved.sock
     for level, option, value in options:
         try:
             if (level, option) not in saved:
@@ -47,11 +56,12 @@ def apply(transport: asyncio.Transport, options: tuple[SocketOption, ...], appli
     return saved
 
 
-def unacknowledged(transport: asyncio.Transport) -> int:
+def unacknowledged(transport: asyncio.Transport, sock=None) -> int:
     """Bytes written to the connection and not yet acknowledged by its peer: what the
-    transport still buffers plus the kernel's send queue (TIOCOUTQ = SIOCOUTQ on TCP)."""
+    transport still buffers plus the kernel's send queue (TIOCOUTQ = SIOCOUTQ on TCP);
+    ``sock``: the transport's socket, if the caller holds it."""
     buffered = transport.get_write_buffer_size()
-    sock = _socket(transport)
+    sock = sock if sock is not None else _socket(transport)
     if sock is None:
         return buffered
     (queued,) = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))
@@ -62,9 +72,9 @@ def restore_if_sent(transport: asyncio.Transport, applied: Applied) -> bool:
     """Put the saved values back if everything written under them is acknowledged; False
     (nothing changed) otherwise."""
     try:
-        if unacknowledged(transport):
+        sock = getattr(applied, "sock", None) or _socket(transport)
+        if unacknowledged(transport, sock):
             return False
-        sock = _socket(transport)
         for (level, option), value in applied.items():
             sock.setsockopt(level, option, value)
     except OSError:

@@ -114,6 +114,10 @@ class RunningDatacenter:
                 "routable": plan.vm(vm.name).routable, "link_local": lla.get(vm.name),
                 "link_local_mode": self.topology.linklocal,
                 "claim": claims.get(vm.name, {}).get("state"),
+                "stopped": vm.name in snap.get("stopped_vms", ()),  # off until `netsim vm start`
+                "containers": [{"name": c.name, "namespace": c.namespace, "present": c.namespace in present,
+                                "address": c.address, "host": f"{vm.name}{names.CONTAINER_SEPARATOR}{c.name}"}
+                               for c in plan.vm(vm.name).containers],
             })
         nodes = [{"name": n.name, "namespace": names.node_ns(self.name, n.name),
                   "present": names.node_ns(self.name, n.name) in present,
@@ -128,7 +132,7 @@ class RunningDatacenter:
         return {"name": self.name, "status": self.state.status(), "state_dir": self.state.path,
                 "location": self.topology.location, "linklocal": self.topology.linklocal,
                 "timers": self.topology.timers, "nodes": nodes, "vms": vms, "hosts": extras,
-                "namespaces": len(present)}
+                "namespaces": len(present), "faults": snap.get("faults", [])}
 
     # -- daemon --------------------------------------------------------------------------
 
@@ -216,6 +220,23 @@ class RunningDatacenter:
     def request(self, command: str, **args) -> dict:
         """Send a command to the datacenter's daemon (the commands: :mod:`netsim.runtime.commands`)."""
         return control.request(self.name, command, **args)
+
+    def add_fault(self, target: str, **options) -> dict:
+        """Add a fault (issue 13) to ``target`` (a VM, ``node:NAME`` or ``all``); ``options``
+        are ``fault_add``'s keys (``http=503``, ``delay=200``, ``loss=20``, ``in_=5`` or
+        ``duration=30``...); returns the fault as :meth:`faults` lists it (its ``id``)."""
+        if "in_" in options:
+            options["in"] = options.pop("in_")
+        return self.request("fault_add", target=target, **options)["fault"]
+
+    def faults(self) -> list[dict]:
+        """Every fault: id, target, kind, options, starts_at, ends_at, state."""
+        return self.request("fault_list")["faults"]
+
+    def clear_faults(self, fault_id: str | None = None) -> list[str]:
+        """Remove fault ``fault_id``, or every fault when None; returns the ids removed."""
+        args = {"id": fault_id} if fault_id is not None else {"all": True}
+        return self.request("fault_clear", **args)["cleared"]
 
     def claims(self) -> dict[str, dict]:
         """Each VM's RFC 3927 claim: ``{"state": ..., "address": ...}`` (empty when static)."""

@@ -12,6 +12,8 @@ Fixtures:
 - ``datacenter`` (function): the default topology, built.
 - ``host_exec`` (function): ``host_exec(host, *argv)`` runs a command in a host of the
   test's latest datacenter and returns the CompletedProcess.
+- ``fault`` (function): ``fault(target, **options)`` adds a fault (issue 13) to the
+  test's latest datacenter; the test's faults are cleared after it.
 - ``assert_reachable`` / ``assert_unreachable`` (function): ``(src, dst, port=None)``;
   ``src`` is a host, ``dst`` a host (its routable address), ``HOST:link-local``,
   ``metadata`` (the source VM's node's 169.254.169.254) or an address.
@@ -169,7 +171,7 @@ def _latest(factory: _Factory) -> dcapi.RunningDatacenter:
 def host_exec(datacenter_factory):
     """``host_exec`` (function scope): ``host_exec(host, *argv, **kwargs)``.
 
-    Runs ``argv`` inside ``host`` (a VM name, ``node:NAME``, ``lb``, ``client`` or ``ops``)
+    Runs ``argv`` inside ``host`` (a VM name, ``VM/CONTAINER``, ``node:NAME``, ``lb``, ``client`` or ``ops``)
     of the test's latest datacenter and returns the ``subprocess.CompletedProcess``
     (stdout and stderr as text; ``kwargs`` go to :meth:`RunningDatacenter.run`, e.g.
     ``timeout``). Example::
@@ -235,3 +237,30 @@ def assert_unreachable(datacenter_factory):
         assert not _reach(datacenter_factory, src, dst, port, timeout), \
             f"{src} reaches {dst}" + (f" on TCP {port}" if port else "") + " but must not"
     return check
+
+
+@pytest.fixture
+def fault(datacenter_factory):
+    """``fault`` (function scope): ``fault(target, **options)`` (issue 13).
+
+    Adds a fault to the test's latest datacenter and returns it as ``netsim fault list
+    --json`` shows it (``id``, ``state``, ...): ``target`` is a VM, ``node:NAME`` or
+    ``all``; ``options`` are ``fault_add``'s keys (``http=503``, ``delay=200``,
+    ``probability=0.2``, ``loss=20``, ``partition=True``, ``in_=5``, ``duration=30``...).
+    Every fault the test added is cleared after it. Example::
+
+        @pytest.mark.root
+        def test_retries(datacenter, fault, host_exec):
+            fault("web1", http=503, duration=2)   # a client of web1 sees 503 for two seconds
+    """
+    added: list[tuple[dcapi.RunningDatacenter, str]] = []
+
+    def add(target: str, **options) -> dict:
+        dc = _latest(datacenter_factory)
+        made = dc.add_fault(target, **options)
+        added.append((dc, made["id"]))
+        return made
+    yield add
+    for dc, fault_id in added:
+        if any(f["id"] == fault_id for f in dc.faults()):
+            dc.clear_faults(fault_id)

@@ -64,7 +64,8 @@ def ensure_neighbour_capacity(dc: Datacenter) -> dict[str, int]:
     Returns the values written.
     """
     from netsim.kernel import hostsettings
-    want3 = 8 * (len(dc.vms) + len(dc.nodes)) + 1024
+    hosts = len(dc.vms) + len(dc.nodes) + sum(len(v.containers) for v in dc.vms)  # a container is one more host
+    want3 = 8 * hosts + 1024
     key = "net/ipv4/neigh/default/"
     written = hostsettings.hold(dc.name, {key + "gc_thresh3": want3, key + "gc_thresh2": want3 // 2,
                                           key + "gc_thresh1": want3 // 4})
@@ -249,7 +250,8 @@ class _Build:
 
     def build_vm(self, vm: VmPlan, node_sock: Rtnl) -> None:
         dc = self.dc
-        sock, vm_fd = _enter_new(self.state, names.vm_ns(dc.name, vm.name))
+        # A VM with containers routes for them, as a Docker host does.
+        sock, vm_fd = _enter_new(self.state, names.vm_ns(dc.name, vm.name), forwarding=bool(vm.containers))
         try:
             node_sock.add_veth(vm.port, vm.port_index, names.VM_IFNAME, names.NIC_INDEX, vm_fd,
                                master=names.NIC_INDEX, peer_mac=vm.mac)
@@ -262,13 +264,45 @@ class _Build:
             for route in vm.routes:
                 sock.add_route(route.dst, gateway=route.gateway, oif=route.oif, metric=route.metric)
             sock.flush()
+            if vm.containers:
+                self.build_containers(vm, sock, vm_fd)
         finally:
             sock.close()
             os.close(vm_fd)
         hosts = vm_hosts_file(dc.cloud)
         if hosts:  # the flavor's names of the metadata server (GCE: metadata.google.internal)
-            netns.write_etc_file(names.vm_ns(dc.name, vm.name), "hosts", hosts)
+            for ns in (names.vm_ns(dc.name, vm.name), *(c.namespace for c in vm.containers)):
+                netns.write_etc_file(ns, "hosts", hosts)
         self.step(f"vm {vm.name}")
+
+    def build_containers(self, vm: VmPlan, vm_sock: Rtnl, vm_fd: int) -> None:
+        """The VM's containers as Docker's default bridge network makes them: a bridge in the
+        VM holding the containers' gateway, one veth per container whose peer is born in the
+        container as its eth0, a default route through the bridge, and the VM masquerading
+        what they send out of its eth0 (:func:`netsim.kernel.nft.container_nat`). A VM's
+        reboot or move leaves all of this in place: it lives inside the VM's namespace."""
+        bridge = vm.container_bridge
+        assert bridge is not None
+        opened: list[tuple[Rtnl, int]] = []
+        try:
+            for c in vm.containers:
+                opened.append(_enter_new(self.state, c.namespace))
+            vm_sock.add_bridge(names.CONTAINER_BRIDGE, names.CONTAINER_BRIDGE_INDEX, mac=bridge.mac)
+            vm_sock.add_address(names.CONTAINER_BRIDGE_INDEX, bridge.address, bridge.prefixlen)
+            for c, (_, fd) in zip(vm.containers, opened):
+                vm_sock.add_veth(c.port, c.port_index, names.VM_IFNAME, names.NIC_INDEX, fd,
+                                 master=names.CONTAINER_BRIDGE_INDEX, peer_mac=c.mac)
+            vm_sock.flush()
+            for c, (sock, _) in zip(vm.containers, opened):
+                sock.set_link(names.NIC_INDEX, up=True)
+                sock.add_address(names.NIC_INDEX, c.address, c.prefixlen)
+                sock.add_route("default", gateway=c.gateway)
+                sock.flush()
+        finally:
+            for sock, fd in opened:
+                sock.close()
+                os.close(fd)
+        nft.run(vm_fd, nft.container_nat(bridge.subnet, names.VM_IFNAME))
 
 
 def vm_hosts_file(cloud: str) -> str:

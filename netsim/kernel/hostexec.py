@@ -17,7 +17,20 @@ class CommandFailed(NetsimError):
 
 
 def host_namespace(dc: Datacenter, host: str) -> str:
-    """The namespace of HOST: a VM name, ``node:NAME``, ``fabric``, ``lb``, ``client`` or ``ops``."""
+    """The namespace of HOST: a VM name, ``VM/CONTAINER``, ``node:NAME``, ``fabric``, ``lb``,
+    ``client`` or ``ops``."""
+    vm_name, container = names.split_host(host)
+    if container is not None:
+        try:
+            vm = dc.vm(vm_name)
+        except KeyError:
+            raise HostNotFound(f"no VM {vm_name!r} in datacenter {dc.name!r} for container {container!r}: "
+                               "give VM/CONTAINER with a VM of the topology") from None
+        if container not in vm.containers:
+            have = ", ".join(vm.containers) if vm.containers else "none"
+            raise HostNotFound(f"VM {vm_name!r} has no container {container!r} (its containers: {have}); "
+                               "list them in the VM's 'containers' of the topology")
+        return names.container_ns(dc.name, vm_name, container)
     if host.startswith("node:"):
         node = host.split(":", 1)[1]
         if node not in {n.name for n in dc.nodes}:
@@ -32,7 +45,7 @@ def host_namespace(dc: Datacenter, host: str) -> str:
         return names.vm_ns(dc.name, host)
     raise HostNotFound(f"no host {host!r} in datacenter {dc.name!r}: give a VM name "
                        f"({', '.join(v.name for v in dc.vms[:5])}{', ...' if len(dc.vms) > 5 else ''}), "
-                       "node:NAME, lb, client, ops or fabric")
+                       "VM/CONTAINER, node:NAME, lb, client, ops or fabric")
 
 
 def popen(ns_name: str, argv: Sequence[str], **kwargs) -> subprocess.Popen:

@@ -150,3 +150,18 @@ def claim_commands(port: str, address: str, owned: bool) -> str:
     verb = "add" if owned else "delete"
     return (f"{verb} element bridge netsim_portsec claimed {{ {address} }}\n"
             f'{verb} element bridge netsim_portsec owner {{ {address} . "{port}" }}\n')
+
+
+def container_nat(subnet: str, uplink: str) -> str:
+    """NAT rules for a VM whose containers sit behind its bridge, as Docker's default bridge
+    network does: what the containers (``subnet``) send out of ``uplink`` (the VM's eth0)
+    leaves with the VM's own address for that destination (its link-local one towards
+    169.254.169.254), so the metadata service answers them as the VM, one routed hop away."""
+    return f"""
+table ip netsim_containers {{
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        ip saddr {subnet} oifname "{uplink}" counter masquerade comment "containers leave as the VM"
+    }}
+}}
+"""

@@ -83,6 +83,11 @@ class Rtnl(RtnlQueries):
         if len(self._queue) >= MAX_BATCH:
             self.flush()
 
+    def request(self, msg, kind: int, flags: int, what: str, tolerate: tuple[int, ...] = ()) -> None:
+        """Queue any pyroute2 message (e.g. a ``tcmsg`` of :mod:`netsim.kernel.qdisc`);
+        ``what`` names it in errors, ``tolerate`` lists the errnos that are fine."""
+        self._put(msg, kind, flags, what, tolerate)
+
     def flush(self) -> None:
         """Send every queued request in one write and wait for all acknowledgements."""
         if not self._queue:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from netsim_imds.events import DOWNTIME_KINDS, GONE_KINDS, Event, Kind
 
@@ -127,7 +127,8 @@ class Heal:
     """Service healing: restore VM ``vm`` of failed ``from_node`` on ``to_node`` and boot it.
 
     ``event_id`` is the Started Reboot event that announces it; report the VM with
-    ``vm_back`` once it runs again.
+    ``vm_back`` once it runs again. ``stay_off``: the VM was stopped (powered off until
+    started again): its port moves, it is not booted (:mod:`netsim.maintenance.power`).
     """
 
     event_id: str
@@ -135,6 +136,7 @@ class Heal:
     from_node: str
     to_node: str
     step: str = "heal"
+    stay_off: bool = False
 
     @property
     def key(self) -> str:
@@ -149,6 +151,27 @@ REPOSITORY_ACTIONS = (FileEvent, UpdateEvent, RemoveEvent, EndEvent)
 """Actions that only change the event repository (it applies them with their key in one transaction)."""
 
 _CLASSES: dict[str, type] = {c.__name__: c for c in (FileEvent, UpdateEvent, RemoveEvent, EndEvent, ApplyEffect, Heal)}
+
+ChangedNames = dict[str, "set[str] | None"]
+"""Node -> the names (VMs, availability set) that see a change of its events (None: any)."""
+
+
+def note_change(changed: ChangedNames, action: Action, stored: Callable[[str, str], "Event | None"]) -> None:
+    """Add to ``changed`` what ``action`` changes on its node, before it is applied:
+    ``stored(node, event_id)`` is the copy a RemoveEvent drops (the metadata server then
+    wakes only the long polls of those names). An EndEvent names no node: it comes with
+    the RemoveEvents of the nodes that showed it."""
+    if not isinstance(action, (FileEvent, UpdateEvent, RemoveEvent)):
+        return
+    event = stored(action.node, action.event_id) if isinstance(action, RemoveEvent) else action.event
+    known = changed.get(action.node, set())
+    if event is None or known is None:
+        changed[action.node] = None
+        return
+    known.update(event.resources)
+    if event.avset:
+        known.add(event.avset)
+    changed[action.node] = known
 
 
 def action_to_dict(action: Action) -> dict:

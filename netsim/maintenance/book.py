@@ -17,7 +17,7 @@ import uuid
 from dataclasses import replace
 from typing import Callable, Iterator
 
-from netsim_imds.events import Kind, Status
+from netsim_imds.events import DOWNTIME_KINDS, Kind, Status
 
 from netsim.maintenance.actions import (EFFECT_KINDS, Action, ApplyEffect, EndEvent, FileEvent, RemoveEvent,
                                         UpdateEvent, action_from_dict, action_to_dict)
@@ -145,12 +145,21 @@ class EventBook:
         for node in rec.nodes:
             self.emit(UpdateEvent(node, rec.event, rec.step("start", node)))
         kind = rec.event.kind
-        # A notice has no effect: Started, then Completed at once.
-        rec.pending = [vm for vm in rec.event.resources if vm in self._fleet] if kind in EFFECT_KINDS else []
+        # A notice has no effect: Started, then Completed at once. Nor has a pause, a reboot,
+        # a move or a stop on a VM that is powered off: AWS does not start a stopped instance
+        # for its maintenance (the host's work is done while it is off); a removal still is.
+        skip_stopped = kind in DOWNTIME_KINDS or kind is Kind.STOP
+        rec.pending = [vm for vm in rec.event.resources if vm in self._fleet
+                       and not (skip_stopped and self._fleet.is_stopped(vm))] if kind in EFFECT_KINDS else []
         if kind is Kind.REDEPLOY:
             rec.targets = self._fleet.spread(rec.pending, self._fleet.healthy_nodes())
+        elif kind is Kind.PAUSE:  # GCE's live migration: to another node (the fleet's policy)
+            movers = [vm for vm in rec.pending if self._fleet.live_migrates(vm)]
+            moves = self._fleet.spread(movers, self._fleet.healthy_nodes()) if movers else {}
+            rec.targets = {vm: to for vm, to in moves.items() if to != self._fleet.node_of(vm)}  # a lone node stays
         for vm in rec.pending:
-            self.emit(ApplyEffect(rec.event_id, vm, self._fleet.node_of(vm), kind, rec.effect_s, rec.targets.get(vm)))
+            self.emit(ApplyEffect(rec.event_id, vm, self._fleet.node_of(vm), self._fleet.effect_kind(vm, kind),
+                                  rec.effect_s, rec.targets.get(vm)))
         self._on_started(rec, now)
         return Phase.STARTED if rec.pending else Phase.FINISHED
 
@@ -159,9 +168,12 @@ class EventBook:
         return rec.phase
 
     def _ev_effect_done(self, rec: EventRecord, now: float, vm: object) -> Phase:
-        """One VM is done; the event goes when the last one is."""
+        """One VM is done (a stop leaves it off until started: :mod:`netsim.maintenance.power`);
+        the event goes when the last one is."""
         if vm in rec.pending:
             rec.pending.remove(vm)  # type: ignore[arg-type]
+            if self._fleet.effect_kind(vm, rec.event.kind) is Kind.STOP:  # type: ignore[arg-type]
+                self._fleet.set_stopped(vm, True)  # type: ignore[arg-type]
         return Phase.STARTED if rec.pending else Phase.FINISHED
 
     def _ev_cancel(self, rec: EventRecord, now: float, _: object) -> Phase:

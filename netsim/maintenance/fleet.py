@@ -1,7 +1,8 @@
 """What the planner knows of the fleet: where each VM runs and which nodes are alive (pure).
 
-A :class:`Fleet` holds the placement (VM -> node, availability set) and the heartbeats
-of watched nodes, and chooses target nodes: least-loaded first, ties in the order the
+A :class:`Fleet` holds the placement (VM -> node, availability set), the VMs that are
+powered off until someone starts them (stopped: AWS's instance-stop, a spot stop), and the
+heartbeats of watched nodes, and chooses target nodes: least-loaded first, ties in the order the
 candidates are given, which spreads VMs round-robin over equally loaded nodes.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 from typing import Iterator, Sequence
+
+from netsim_imds.events import GONE_KINDS, Kind
 
 from netsim.maintenance.records import NodeHealth
 
@@ -19,6 +22,13 @@ class Fleet:
     def __init__(self) -> None:
         self._placement: dict[str, tuple[str, str]] = {}  # vm -> (node, availability set or "")
         self._nodes: dict[str, NodeHealth] = {}           # nodes whose heartbeats are watched
+        self._stopped: set[str] = set()                    # VMs powered off until started again
+        # GCE's scheduling (netsim/model/gcedata.py): a pause is a live migration to another
+        # node for these VMs; a host-maintenance reboot leaves these off (automatic_restart false).
+        self._live_migrates: set[str] = set()
+        self._keeps_off: set[str] = set()
+        # Azure's Spot eviction (netsim/model/vmdata.py): a preempt stops (deallocates) these.
+        self._deallocates: set[str] = set()
 
     # -- placement ---------------------------------------------------------------------
 
@@ -31,6 +41,50 @@ class Fleet:
     def remove(self, vm: str) -> None:
         """Forget ``vm`` (it was deleted)."""
         self._placement.pop(vm, None)
+        self._stopped.discard(vm)
+        self._live_migrates.discard(vm)
+        self._keeps_off.discard(vm)
+        self._deallocates.discard(vm)
+
+    def set_policy(self, vm: str, live_migrates: bool, restarts: bool, deallocates: bool = False) -> None:
+        """``vm``'s host-maintenance policy: a pause moves it to another node
+        (``live_migrates``); a reboot powers it on again (``restarts``) or leaves it stopped;
+        a preempt deletes it or, with ``deallocates`` (an Azure Spot VM's eviction policy
+        Deallocate), stops it."""
+        for held, on in ((self._live_migrates, live_migrates), (self._keeps_off, not restarts),
+                         (self._deallocates, deallocates)):
+            held.add(vm) if on else held.discard(vm)
+
+    def live_migrates(self, vm: str) -> bool:
+        """Whether a pause of ``vm`` moves it to another node (GCE's live migration)."""
+        return vm in self._live_migrates
+
+    def effect_kind(self, vm: str, kind: Kind) -> Kind:
+        """The effect an event of ``kind`` has on ``vm``: a reboot of a VM that does not
+        restart (GCE's ``automatic_restart = false``) is a stop (off until ``netsim vm start``),
+        and so is a preempt of a VM that eviction deallocates (Azure's Spot ``Deallocate``)."""
+        if (kind is Kind.REBOOT and vm in self._keeps_off) or (kind is Kind.PREEMPT and vm in self._deallocates):
+            return Kind.STOP
+        return kind
+
+    def deletes(self, vm: str, kind: Kind) -> bool:
+        """Whether an event of ``kind`` deletes ``vm`` (its :meth:`effect_kind` is a removal)."""
+        return self.effect_kind(vm, kind) in GONE_KINDS
+
+    def set_stopped(self, vm: str, stopped: bool) -> None:
+        """``vm`` is powered off until started again (True), or running (False)."""
+        if stopped and vm in self._placement:
+            self._stopped.add(vm)
+        else:
+            self._stopped.discard(vm)
+
+    def is_stopped(self, vm: str) -> bool:
+        """Whether ``vm`` is powered off until someone starts it."""
+        return vm in self._stopped
+
+    def stopped(self) -> list[str]:
+        """The stopped VMs, sorted."""
+        return sorted(self._stopped)
 
     def __contains__(self, vm: object) -> bool:
         return vm in self._placement
@@ -127,7 +181,9 @@ class Fleet:
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
         return {"placement": [[vm, node, avset] for vm, (node, avset) in self._placement.items()],
-                "nodes": [[n, h.to_dict()] for n, h in self._nodes.items()]}
+                "nodes": [[n, h.to_dict()] for n, h in self._nodes.items()], "stopped": self.stopped(),
+                "live_migrates": sorted(self._live_migrates), "keeps_off": sorted(self._keeps_off),
+                "deallocates": sorted(self._deallocates)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Fleet":
@@ -135,4 +191,7 @@ class Fleet:
         fleet = cls()
         fleet._placement = {vm: (node, avset) for vm, node, avset in data["placement"]}
         fleet._nodes = {n: NodeHealth.from_dict(h) for n, h in data["nodes"]}
+        fleet._stopped = set(data.get("stopped", ()))  # absent from states saved before it existed
+        fleet._live_migrates, fleet._keeps_off = set(data.get("live_migrates", ())), set(data.get("keeps_off", ()))
+        fleet._deallocates = set(data.get("deallocates", ()))
         return fleet

@@ -34,6 +34,7 @@ from netsim.maintenance.book import EventBook
 from netsim.maintenance.errors import MaintenanceError, UnknownWalk, WalkInProgress
 from netsim.maintenance.fleet import Fleet
 from netsim.maintenance.records import EventRecord, WalkRecord, WalkStatus
+from netsim.maintenance.power import PowerInputs, power_policy
 from netsim.maintenance.walks import WalkTable
 from netsim.maintenance.tables import DEFAULT_HEARTBEAT_TIMEOUT_S, EventInput, Origin, Phase, WalkInput
 from netsim.model.topology import Datacenter
@@ -50,7 +51,7 @@ def walk_members(dc: Datacenter, avset: str) -> list[WalkMember]:
     return [(v.name, v.node, v.update_domain) for v in dc.vms if v.availability_set == avset]
 
 
-class Planner(WalkTable):
+class Planner(WalkTable, PowerInputs):
     """Plans and tracks every maintenance activity of one datacenter.
 
     ``rng`` mints event ids; ``heartbeat_timeout_s`` is how long a registered node may
@@ -100,6 +101,7 @@ class Planner(WalkTable):
             node = v.node if placement is None else placement.get(v.name)
             if node is not None:
                 planner.add_vm(v.name, node, v.availability_set or "")
+                planner._fleet.set_policy(v.name, **power_policy(dc, v))
         return planner
 
     # -- what the caller reads --------------------------------------------------------
@@ -168,8 +170,7 @@ class Planner(WalkTable):
         """Count every watched node as heard from at ``now``.
 
         Call it after restoring a saved planner, so that the daemon's own downtime is not
-        taken for the failure of every node.
-        """
+        taken for the failure of every node."""
         self._fleet.grace(now)
 
     def node_failed(self, node: str, healthy_nodes: Sequence[str], now: float) -> dict[str, str]:
@@ -179,8 +180,8 @@ class Planner(WalkTable):
         EventStatus=Started appears at once (reference section 2.3). One such event is
         filed per availability set of the failed node's VMs, and one :class:`Heal` action
         per VM; VMs go to the least-loaded healthy node (ties in the order given), so they
-        spread round-robin. VMs being preempted or terminated are not restored. Returns
-        ``{vm: new_node}``.
+        spread round-robin; a stopped VM is moved, not booted; VMs being preempted or
+        terminated are not restored. Returns ``{vm: new_node}``.
         """
         victims = self._fleet.vms_on(node)
         candidates = [n for n in dict.fromkeys(healthy_nodes) if n != node and not self._fleet.is_failed(n)]
@@ -189,7 +190,7 @@ class Planner(WalkTable):
                                    f"{victims} on; bring a node back (heartbeat) and call node_failed again")
         self._fleet.mark_failed(node, now)
         for vm in victims:
-            if any(r.event.kind in GONE_KINDS for r in self._book.waiting_for(vm)):
+            if any(self._fleet.deletes(vm, r.event.kind) for r in self._book.waiting_for(vm)):
                 self._book.vm_gone(vm, now)  # being deleted anyway: nothing to restore
         victims = [vm for vm in victims if vm in self._fleet]
         moves = self._fleet.spread(victims, candidates)
@@ -202,7 +203,7 @@ class Planner(WalkTable):
                           description=self.mapping.emergency_description, avset=avset)
             self._book.add(EventRecord(event, Origin.HEAL, Phase.STARTED, effect_s=0.0, pending=list(vms)))
             for vm in vms:
-                self._book.emit(Heal(event.event_id, vm, node, moves[vm]))
+                self._book.emit(Heal(event.event_id, vm, node, moves[vm], stay_off=self._fleet.is_stopped(vm)))
         self._book.sync_all()  # copies of other events leave the dead node and follow their VMs
         return moves
 
@@ -264,7 +265,7 @@ class Planner(WalkTable):
         the notice, the announced duration and a description per kind. ``duration_s`` is
         the announced duration (None: unknown) and the impact: the event stays Started,
         the VM paused or down, that long; when it is unknown the impact is the kind's
-        default. A preempt or terminate deletes the VM at once. ``code``: another name of the kind (its defaults).
+        default. A preempt or terminate acts at once. ``code``: another name of the kind (its defaults).
         """
         kind = self._kind(kind)
         rule = self.mapping.rule_for(kind, code)  # EventError if code is not another name of kind
@@ -328,18 +329,18 @@ class Planner(WalkTable):
     def effect_done(self, event_id: str, vm: str, now: float) -> bool:
         """The effect of ``event_id`` on ``vm`` is over; False if already reported (or gone).
 
-        After a Redeploy the VM is on the target node; after Preempt or Terminate it no
-        longer exists. The event disappears when its last VM is reported.
+        After a Redeploy the VM is on the target node; after a Terminate, or a Preempt that deletes
+        it (:meth:`Fleet.deletes`), it no longer exists. The event disappears with its last VM.
         """
         rec = self._book.get(event_id)
         if rec is None or (rec.phase is Phase.STARTED and vm not in rec.pending):
             return False
         kind, origin, target = rec.event.kind, rec.origin, rec.targets.get(vm)
         self._book.dispatch(rec, EventInput.EFFECT_DONE, now, vm)
-        if origin is not Origin.HEAL and kind is Kind.REDEPLOY and target and vm in self._fleet:
+        if origin is not Origin.HEAL and kind in (Kind.REDEPLOY, Kind.PAUSE) and target and vm in self._fleet:
             self._fleet.place(vm, target)
             self._book.sync_all()
-        elif origin is not Origin.HEAL and kind in GONE_KINDS:
+        elif origin is not Origin.HEAL and self._fleet.deletes(vm, kind):
             self._book.vm_gone(vm, now)
         return True
 
@@ -348,7 +349,7 @@ class Planner(WalkTable):
 
         Returns False when nothing was waiting (a VM may boot for other reasons).
         """
-        waiting = [r.event_id for r in self._book.waiting_for(vm) if r.event.kind not in GONE_KINDS]
+        waiting = [r.event_id for r in self._book.waiting_for(vm) if not self._fleet.deletes(vm, r.event.kind)]
         return any([self.effect_done(event_id, vm, now) for event_id in waiting])
 
     # -- helpers -----------------------------------------------------------------------

@@ -30,17 +30,19 @@ metadata server (it implements :class:`netsim_imds.events.EventView`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from netsim_imds.events import Event
 
 from netsim.maintenance.actions import REPOSITORY_ACTIONS, Action, EndEvent, FileEvent, RemoveEvent, UpdateEvent
 from netsim.maintenance.errors import RepositoryError
+from netsim.model import bounds
 from netsim.maintenance.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, check_event, event_of, row_of
 from netsim.maintenance.view import ApproveHook, NodeEventView
 
@@ -73,6 +75,8 @@ class Repository:
         self._lock = threading.RLock()
         self._depth = 0
         self._cache: dict[str, tuple[int, tuple[Event, ...]]] = {}
+        self._checked: tuple[Event | None, tuple] = (None, ())  # the last event checked, and its row
+        self._history: tuple[Event, ...] | None = None  # cached as _cache (AWS reads it per request)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -130,6 +134,7 @@ class Repository:
                 if self._depth == 0:
                     self._db.execute("ROLLBACK")
                     self._cache.clear()  # it may hold rows of the rolled-back writes
+                    self._history = None
                 raise
             self._depth -= 1
             if self._depth == 0:
@@ -151,17 +156,27 @@ class Repository:
         if version != self._data_version:
             self._data_version = version
             self._cache.clear()
+            self._history = None
 
-    def _bump(self, node: str) -> None:
+    def _bump(self, node: str, change: "Callable[[tuple[Event, ...]], tuple[Event, ...]] | None" = None) -> None:
         self._db.execute("INSERT INTO nodes VALUES (?, 2) ON CONFLICT (node) DO UPDATE SET incarnation = incarnation + 1",
                          (node,))
-        self._cache.pop(node, None)
+        hit = self._cache.pop(node, None)
+        if hit is not None and change is not None:
+            # Written through (a rollback clears the cache): the next read of the node, a
+            # woken long poll's, needs no SELECT and no decoding of every row again.
+            self._cache[node] = (hit[0] + 1, change(hit[1]))
 
     # -- events ------------------------------------------------------------------------
 
     def put_event(self, node: str, event: Event) -> bool:
         """File ``event`` on ``node``, or replace the stored copy; False if it was already so."""
-        check_event(event)
+        if event is not self._checked[0]:  # a walk files one event on many nodes: checked once
+            check_event(event)
+            self._checked = (event, row_of(event))
+        row = self._checked[1]
+        # The cached copy is what a read of the row gives back: the events table keeps no end.
+        stored = event if event.ended is None else dataclasses.replace(event, ended=None)
         with self.transaction():
             old = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE node = ? AND event_id = ?",
                                    (node, event.event_id)).fetchone()
@@ -169,12 +184,13 @@ class Repository:
                 return False
             if old is None:
                 self._db.execute(f"INSERT INTO events (node, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                 (node, *row_of(event)))
+                                 (node, *row))
+                self._bump(node, lambda events: (*events, stored))
             else:
                 self._db.execute("UPDATE events SET kind=?, resources=?, status=?, not_before=?, created=?, "
                                  "description=?, source=?, duration_s=?, avset=?, not_after=?, code=? "
-                                 "WHERE node = ? AND event_id = ?", (*row_of(event)[1:], node, event.event_id))
-            self._bump(node)
+                                 "WHERE node = ? AND event_id = ?", (*row[1:], node, event.event_id))
+                self._bump(node, lambda events: tuple(stored if e.event_id == stored.event_id else e for e in events))
             return True
 
     def remove_event(self, node: str, event_id: str) -> bool:
@@ -182,7 +198,7 @@ class Repository:
         with self.transaction():
             gone = self._db.execute("DELETE FROM events WHERE node = ? AND event_id = ?", (node, event_id)).rowcount
             if gone:
-                self._bump(node)
+                self._bump(node, lambda events: tuple(e for e in events if e.event_id != event_id))
             return bool(gone)
 
     def end_event(self, event: Event) -> bool:
@@ -196,13 +212,17 @@ class Repository:
             cur = self._db.execute(f"INSERT OR IGNORE INTO history ({COLUMNS}, ended) VALUES "
                                    f"(?,?,?,?,?,?,?,?,?,?,?,?,?)", (*row_of(event), event.ended))
             self._db.execute("DELETE FROM history WHERE seq <= (SELECT MAX(seq) FROM history) - ?", (HISTORY_LIMIT,))
+            self._history = None
             return bool(cur.rowcount)
 
     def history(self) -> tuple[Event, ...]:
         """Ended events, oldest end first."""
         with self._lock:
-            rows = self._db.execute(f"SELECT {COLUMNS}, ended FROM history ORDER BY seq").fetchall()
-        return tuple(event_of(r) for r in rows)
+            self._fresh()
+            if self._history is None:
+                rows = self._db.execute(f"SELECT {COLUMNS}, ended FROM history ORDER BY seq").fetchall()
+                self._history = tuple(event_of(r) for r in rows)
+            return self._history
 
     # -- the approvals inbox -----------------------------------------------------------
 
@@ -340,6 +360,37 @@ class Repository:
         with self._lock:
             row = self._db.execute("SELECT state FROM planner WHERE id = 1").fetchone()
         return json.loads(row[0]) if row else None
+
+    # -- faults (issue 13) ----------------------------------------------------------------
+
+    def put_fault(self, seq: int, fault: dict) -> None:
+        """Store fault ``fault-<seq>`` (a :meth:`netsim.runtime.faultspec.Fault.to_dict`);
+        its times must be servable epoch seconds (RepositoryError otherwise, nothing stored)."""
+        for what in ("starts_at", "ends_at"):
+            value = fault.get(what)
+            if value is not None and (why := bounds.problem(value, bounds.EPOCH_S, f"fault {what}")):
+                raise RepositoryError(f"{why}; the fault was not stored")
+        with self.transaction():
+            self._db.execute("INSERT INTO faults VALUES (?, ?) ON CONFLICT (seq) DO UPDATE SET fault = excluded.fault",
+                             (seq, json.dumps(fault, separators=(",", ":"))))
+            # The last number given, so that a cleared fault's id is never given again.
+            self._db.execute("INSERT INTO meta VALUES ('fault_seq', ?) ON CONFLICT (key) DO UPDATE SET "
+                             "value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))", (str(seq),))
+
+    def last_fault_seq(self) -> int:
+        """The highest fault number ever stored (0: none)."""
+        return int(self._meta("fault_seq") or 0)
+
+    def remove_faults(self, seqs: list[int]) -> None:
+        """Forget these faults."""
+        with self.transaction():
+            self._db.executemany("DELETE FROM faults WHERE seq = ?", [(s,) for s in seqs])
+
+    def faults(self) -> list[tuple[int, dict]]:
+        """Every stored fault, ``(seq, fault)``, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, fault FROM faults ORDER BY seq").fetchall()
+        return [(seq, json.loads(text)) for seq, text in rows]
 
     def view(self, node: str, on_approve: ApproveHook | None = None) -> "NodeEventView":
         """The :class:`NodeEventView` of ``node`` (approval hook: ``on_approve`` or the repository's)."""

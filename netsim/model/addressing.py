@@ -6,6 +6,10 @@ Emulated addresses come only from 169.254.0.0/16 (link-local, RFC 3927) and
 - node k (0-based) routes the k-th /24 for its VMs: gateway ``.1`` on its bridge,
   VMs from ``.2``;
 - 198.19.248.0/22 holds the node uplinks, a /31 per node (fabric side even);
+- 198.19.252.0/24 is every VM's container subnet, the same in each VM as Docker's
+  172.17.0.0/16 is on every host: the VM's bridge ``.1``, containers from ``.2``. The
+  VM masquerades them, so the subnet is never seen outside a VM, and nothing outside a
+  VM is addressed from it (a VM would take such a destination for one of its containers);
 - 198.19.255.0/24 is the fabric's services LAN: gateway ``.1``, lb ``.10`` (with the
   load balancer's virtual IP ``.100``), client ``.20``, ops ``.30``.
 """
@@ -22,6 +26,7 @@ from netsim_imds.address import METADATA_ADDRESS
 ROUTABLE = netaddr.IPNetwork("198.18.0.0/15")
 LINK_LOCAL = netaddr.IPNetwork("169.254.0.0/16")
 UPLINKS = netaddr.IPNetwork("198.19.248.0/22")
+CONTAINERS = netaddr.IPNetwork("198.19.252.0/24")
 SERVICES = netaddr.IPNetwork("198.19.255.0/24")
 SERVICES_GATEWAY = "198.19.255.1"
 EXTRA_HOST_ADDRESSES = {"lb": "198.19.255.10", "client": "198.19.255.20", "ops": "198.19.255.30"}
@@ -81,6 +86,22 @@ def mac(dc: str, kind: int, index: int) -> str:
     """
     dc_byte = hashlib.sha256(dc.encode()).digest()[0]
     return "02:%02x:%02x:%02x:%02x:%02x" % (dc_byte, kind, (index >> 16) & 0xFF, (index >> 8) & 0xFF, index & 0xFF)
+
+
+def container_address(slot: int) -> str:
+    """Address of the ``slot``-th (0-based) container of a VM (slot -1: the VM's bridge)."""
+    return str(netaddr.IPAddress(int(CONTAINERS.first) + 2 + slot))
+
+
+def container_mac(dc: str, vm_index: int, slot: int) -> str:
+    """MAC of a container's eth0 (kind 4; unique in the datacenter, though containers of
+    different VMs never share a link)."""
+    return mac(dc, 4, vm_index * 64 + slot)
+
+
+def container_bridge_mac(dc: str, vm_index: int) -> str:
+    """MAC of a VM's container bridge (kind 5), fixed so it does not follow its ports'."""
+    return mac(dc, 5, vm_index)
 
 
 def node_bridge_mac(dc: str) -> str:

@@ -134,3 +134,36 @@ UPDATE_DOMAIN = Bound(0, UPDATE_DOMAINS.hi - 1, integer=True)
 
 FAULT_DOMAIN = Bound(0, FAULT_DOMAINS.hi - 1, integer=True)
 """A VM's fault domain (also within its set's count)."""
+
+CONTAINERS_PER_VM = Bound(0, 16, integer=True, unit="containers")
+"""Containers inside one VM: each is a namespace, a veth and an address of the VM's
+container subnet (:data:`netsim.model.addressing.CONTAINERS`)."""
+
+# -- faults (issue 13): what `netsim fault add` and the control socket accept -----------------
+
+FAULT_STATUS = Bound(400, 599, integer=True)
+"""The status an HTTP fault answers (a client or server error)."""
+
+FAULT_DELAY_MS = Bound(0, 600_000, unit="ms")
+"""An HTTP fault's delay or jitter (up to 10 minutes)."""
+
+FAULT_LATENCY_MS = Bound(0, 10_000, unit="ms")
+"""A link fault's latency or jitter (netem counts it in 32-bit ticks: keep it to seconds)."""
+
+FAULT_BYTES = Bound(0, 2**31 - 1, integer=True, unit="bytes")
+"""Bytes of body an HTTP fault sends before it cuts the answer (--truncate)."""
+
+FAULT_RATE = Bound(1, 10**9, integer=True, unit="bytes per second")
+"""An HTTP fault's dribble or a link fault's rate."""
+
+FAULT_PERCENT = Bound(0, 100, lo_open=True, unit="percent")
+"""A link fault's loss, duplicate, reorder or corrupt share."""
+
+FAULT_PROBABILITY = Bound(0, 1, lo_open=True)
+"""The share of matching requests an HTTP fault applies to."""
+
+FAULT_START_S = Bound(0, WEEK_S, unit="seconds")
+"""Seconds until a fault starts (--in)."""
+
+FAULT_DURATION_S = Bound(0, WEEK_S, lo_open=True, unit="seconds")
+"""How long a fault lasts (--duration; absent: until cleared)."""

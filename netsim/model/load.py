@@ -24,16 +24,15 @@ Format (every key but ``name`` is optional)::
     update_domain = 0
     fault_domain = 0
     services = ["python3 -m http.server 8080"]
+    containers = ["c1"]        # namespaces behind a NATing bridge inside the VM (at most 16)
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
 from importlib import resources
 from typing import Any
 
-from netsim.model import bounds
+from netsim.model import bounds, gcedata, tomlfile, vmdata
 from netsim.errors import TopologyError
 from netsim.model.topology import VM, AvailabilitySet, Datacenter, Node
 from netsim.model.validate import validate
@@ -43,44 +42,16 @@ _KEYS = {
     "node": {"name"},
     "availability_set": {"name", "update_domains", "fault_domains"},
     "vm": {"name", "node", "availability_set", "update_domain", "fault_domain", "services", "size", "os_type",
-           "http_tokens", "hop_limit", "iam_role", "user_data"},
+           "http_tokens", "hop_limit", "iam_role", "user_data", "containers", *vmdata.VM_KEYS, *gcedata.VM_KEYS},
+    "identity": set(vmdata.IDENTITY_KEYS),  # user-assigned managed identities (netsim/model/vmdata.py)
+    "project": set(gcedata.PROJECT_KEYS),  # GCE's project (netsim/model/gcedata.py)
 }
 # A flavor's own defaults for keys the topology leaves out (AWS's regions are not Azure's).
 CLOUD_DEFAULTS = {"aws": {"location": "us-east-1", "size": "m5.large"},
                   "gcp": {"location": "us-central1-a", "size": "e2-standard-2"}}
 _CHOICES = {"linklocal": ("static", "claim"), "timers": ("rfc", "fast")}
 DEFAULT_TOPOLOGY = "default.toml"
-MAX_FILE_BYTES = 16 << 20  # a topology of thousands of VMs is well under 1 MB; /dev/zero is not a topology
-
-
-class _Locator:
-    """Finds the line of ``key`` in the ``index``-th ``[table]``/``[[table]]`` of a TOML text."""
-
-    _HEADER = re.compile(r"^\s*\[(\[)?\s*([A-Za-z0-9_.-]+)\s*\]")
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
-
-    def __init__(self, text: str) -> None:
-        self.sections: list[tuple[str, int, int]] = []  # (table, ordinal, header line)
-        self.keys: dict[tuple[str, int, str], int] = {}
-        counts: dict[str, int] = {}
-        current: tuple[str, int] | None = None
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if m := self._HEADER.match(line):
-                table = m.group(2)
-                ordinal = counts.get(table, 0) if m.group(1) else -1
-                counts[table] = counts.get(table, 0) + (1 if m.group(1) else 0)
-                current = (table, ordinal)
-                self.sections.append((table, ordinal, lineno))
-            elif current and (m := self._KEY.match(line)):
-                self.keys.setdefault((current[0], current[1], m.group(1)), lineno)
-
-    def __call__(self, table: str, index: int, key: str) -> int | None:
-        if (line := self.keys.get((table, index, key))) is not None:
-            return line
-        for t, ordinal, lineno in self.sections:
-            if t == table and ordinal == index:
-                return lineno
-        return None
+MAX_FILE_BYTES = tomlfile.MAX_FILE_BYTES  # a module global: tests lower it
 
 
 def _get(data: dict, key: str, kind: type, default: Any, fail) -> Any:
@@ -93,17 +64,17 @@ def _get(data: dict, key: str, kind: type, default: Any, fail) -> Any:
         fail(key, f"must be a string, not {value!r}")
     if kind is list and not (isinstance(value, list) and all(isinstance(s, str) for s in value)):
         fail(key, f"must be a list of strings, not {value!r}")
+    if kind is dict and not isinstance(value, dict):
+        fail(key, f"must be a table such as {key} = {{ name = \"value\" }}, not {value!r}")
+    if kind is bool and not isinstance(value, bool):
+        fail(key, f"must be true or false, not {value!r}")
     return value
 
 
 def parse(text: str, file: str | None = None) -> Datacenter:
     """Parse and validate a topology given as TOML text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"at line (\d+)", str(exc))
-        raise TopologyError(f"not valid TOML: {exc}", file=file, line=int(m.group(1)) if m else None) from None
-    locate = _Locator(text)
+    data = tomlfile.decode(text, file)
+    locate = tomlfile.Locator(text)
 
     def failer(table: str, index: int):
         def fail(key: str, message: str):
@@ -119,7 +90,7 @@ def parse(text: str, file: str | None = None) -> Datacenter:
     if not isinstance(dc_table, dict):
         raise TopologyError("[datacenter] must be a table", file=file, field="datacenter")
     tables: dict[str, list[dict]] = {}
-    for table in ("node", "availability_set", "vm"):
+    for table in ("node", "availability_set", "vm", "identity"):
         items = data.get(table, [])
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise TopologyError(f"write each {table} as a [[{table}]] table", file=file,
@@ -146,6 +117,7 @@ def parse(text: str, file: str | None = None) -> Datacenter:
         settings["location"] = cloud_defaults["location"]
 
     nodes = tuple(Node(_get(n, "name", str, None, failer("node", i)), i) for i, n in enumerate(tables["node"]))
+    identities = tuple(vmdata.parse_identity(t, _get, failer("identity", i)) for i, t in enumerate(tables["identity"]))
     avsets = []
     for i, a in enumerate(tables["availability_set"]):
         f = failer("availability_set", i)
@@ -184,9 +156,17 @@ def parse(text: str, file: str | None = None) -> Datacenter:
             hop_limit=_get(v, "hop_limit", int, VM.hop_limit, f),
             iam_role=_get(v, "iam_role", str, VM.iam_role, f),
             user_data=_get(v, "user_data", str, VM.user_data, f),
+            containers=tuple(_get(v, "containers", list, [], f)),
+            **vmdata.parse_vm(v, _get, f, {u.name for u in identities}),
+            gce=gcedata.parse_vm(v, _get, f),
         ))
+    project_table = data.get("project", {})
+    if not isinstance(project_table, dict):
+        raise TopologyError("[project] must be a table", file=file,
+                            line=locate("project", -1, "") or locate("project", 0, ""), field="project")
+    settings["project"] = gcedata.parse_project(project_table, _get, failer("project", -1))
     dc = Datacenter(name=_get(dc_table, "name", str, "dc1", fail), nodes=nodes, vms=tuple(vms),
-                    availability_sets=tuple(avsets), source=file, **settings)
+                    availability_sets=tuple(avsets), identities=identities, source=file, **settings)
     validate(dc, locate, file)
     return dc
 
@@ -196,18 +176,5 @@ def load(path: str | None = None) -> Datacenter:
     if path is None:
         text = resources.files("netsim.model").joinpath(DEFAULT_TOPOLOGY).read_text()
         return parse(text, "<default topology>")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise TopologyError(f"cannot read the topology file: {exc.strerror}", file=path) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise TopologyError(f"is larger than {MAX_FILE_BYTES >> 20} MiB; a topology is a small TOML text file",
-                            file=path)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise TopologyError("not a TOML text file: its bytes are not UTF-8 text; give a topology in TOML",
-                            file=path, line=line) from None
+    text = tomlfile.read_text(path, "topology", limit=MAX_FILE_BYTES)
     return parse(text, path)

@@ -23,12 +23,14 @@ VM_IFNAME = "eth0"          # a VM's NIC (and that of lb/client/ops)
 NODE_BRIDGE = "br0"         # the node's virtual switch
 NODE_UPLINK = "uplink"      # node side of the node <-> fabric link
 FABRIC_SERVICES_BRIDGE = "svc0"  # fabric's LAN for lb, client, ops
+CONTAINER_BRIDGE = "cbr0"   # a VM's bridge for its containers (Docker's docker0, kubenet's cbr0)
 
 # Fixed interface indexes make a build need no lookups (indexes are per namespace).
 LO_INDEX = 1
 NIC_INDEX = 2          # eth0 in a VM or extra host; br0 in a node
 UPLINK_INDEX = 3       # uplink in a node; svc0 in the fabric
 PORT_INDEX_BASE = 1000  # node-side VM ports and fabric-side node ports: base + ordinal
+CONTAINER_BRIDGE_INDEX = 3  # cbr0 in a VM; its containers' VM-side ports are PORT_INDEX_BASE + slot
 
 EXTRA_HOSTS = ("lb", "client", "ops")
 
@@ -80,6 +82,27 @@ def node_ns(dc: str, node: str) -> str:
 def vm_ns(dc: str, vm: str) -> str:
     """Namespace of a VM."""
     return f"{dc_prefix(dc)}vm-{vm}"
+
+
+CONTAINER_SEPARATOR = "/"
+"""Joins a VM and one of its containers in a host name: ``web1/c1`` (``netsim exec``, the API)."""
+
+
+def container_ns(dc: str, vm: str, container: str) -> str:
+    """Namespace of a container inside a VM. The '.' cannot occur in a VM or container
+    name, so VM ``a`` with container ``b-c`` never meets VM ``a-b`` with container ``c``."""
+    return f"{dc_prefix(dc)}ct-{vm}.{container}"
+
+
+def container_port(container: str) -> str:
+    """VM-side name of a container's veth (unique within its VM; the container sees eth0)."""
+    return f"c-{container}"
+
+
+def split_host(host: str) -> tuple[str, str | None]:
+    """``"web1/c1"`` -> ``("web1", "c1")``; ``"web1"`` -> ``("web1", None)``."""
+    vm, sep, container = host.partition(CONTAINER_SEPARATOR)
+    return (vm, container) if sep else (host, None)
 
 
 def fabric_ns(dc: str) -> str:

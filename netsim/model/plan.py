@@ -56,6 +56,37 @@ class NodePlan:
 
 
 @dataclass(frozen=True)
+class ContainerPlan:
+    """One container inside a VM: a namespace behind the VM's container bridge, NATed by
+    the VM as Docker's default bridge network is (one routed hop behind the VM)."""
+
+    name: str
+    vm: str
+    namespace: str
+    port: str
+    """VM-side name of the container's veth (the container sees ``eth0``)."""
+    port_index: int
+    """Interface index of that port in the VM's namespace."""
+    mac: str
+    address: str
+    prefixlen: int
+    gateway: str
+    """The VM's address on its container bridge: the container's default route."""
+
+
+@dataclass(frozen=True)
+class ContainerBridge:
+    """A VM's bridge for its containers (Docker's ``docker0``)."""
+
+    address: str
+    """The containers' gateway, on the bridge."""
+    prefixlen: int
+    mac: str
+    subnet: str
+    """What the VM masquerades out of its eth0."""
+
+
+@dataclass(frozen=True)
 class VmPlan:
     """Everything fixed about one VM's network attachment."""
 
@@ -75,6 +106,17 @@ class VmPlan:
     """The deterministic link-local address with ``linklocal = "static"``; None when claimed."""
     routes: tuple[Route, ...]
     """The VM's own routes on eth0 (beyond the ones its addresses imply)."""
+    containers: tuple[ContainerPlan, ...] = ()
+    """The VM's containers, in the topology's order."""
+    container_bridge: ContainerBridge | None = None
+    """The VM's container bridge; None without containers."""
+
+    def container(self, name: str) -> ContainerPlan:
+        """The plan of container ``name`` of this VM (KeyError if none)."""
+        for c in self.containers:
+            if c.name == name:
+                return c
+        raise KeyError(name)
 
     @property
     def fixed_addresses(self) -> tuple[str, ...]:
@@ -127,11 +169,13 @@ class AddressPlan:
                     routes += (Route(str(addressing.LINK_LOCAL), oif=names.NIC_INDEX,
                                      metric=LINK_LOCAL_ROUTE_METRIC),)
                 routes += (Route("default", gateway=node.gateway),)
+                containers, bridge = _containers(dc.name, vm)
                 self.vms[vm.name] = VmPlan(
                     name=vm.name, home=n.name, port=names.vm_port(vm.name),
                     port_index=names.PORT_INDEX_BASE + vm.index, mac=addressing.vm_mac(dc.name, vm.index),
                     routable=addressing.vm_routable(n.index, slot), prefixlen=VM_PREFIXLEN,
-                    subnet=node.subnet, gateway=node.gateway, static_link_local=static, routes=routes)
+                    subnet=node.subnet, gateway=node.gateway, static_link_local=static, routes=routes,
+                    containers=containers, container_bridge=bridge)
         self.vm_by_mac = {p.mac: p.name for p in self.vms.values()}
 
     def node(self, name: str) -> NodePlan:
@@ -153,6 +197,21 @@ class AddressPlan:
         if node == p.home:
             return None
         return AwayRoutes(f"{p.routable}/32", p.gateway, self.nodes[node].uplink)
+
+
+def _containers(dc: str, vm) -> tuple[tuple[ContainerPlan, ...], ContainerBridge | None]:
+    """The plans of ``vm``'s containers and of its container bridge (every VM uses the same
+    subnet, :data:`netsim.model.addressing.CONTAINERS`, as every Docker host uses 172.17/16)."""
+    if not vm.containers:
+        return (), None
+    gateway, plen = addressing.container_address(-1), addressing.CONTAINERS.prefixlen
+    containers = tuple(ContainerPlan(name=c, vm=vm.name, namespace=names.container_ns(dc, vm.name, c),
+                                     port=names.container_port(c), port_index=names.PORT_INDEX_BASE + slot,
+                                     mac=addressing.container_mac(dc, vm.index, slot),
+                                     address=addressing.container_address(slot), prefixlen=plen, gateway=gateway)
+                       for slot, c in enumerate(vm.containers))
+    return containers, ContainerBridge(gateway, plen, addressing.container_bridge_mac(dc, vm.index),
+                                       str(addressing.CONTAINERS))
 
 
 def plan_of(dc: Datacenter) -> AddressPlan:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from netsim.model.gcedata import GceProject, GceVm
+from netsim.model.vmdata import AzureVm, Image, UserIdentity
 from netsim_imds.flavors import DEFAULT_FLAVOR
 
 LinkLocalMode = Literal["static", "claim"]
@@ -52,7 +54,16 @@ class VM:
     http_tokens: str = "optional"  # AWS IMDSv2: "optional" or "required"
     hop_limit: int = 1  # AWS IMDSv2: IP TTL of the token reply, 1..64
     iam_role: str = ""  # AWS: the instance profile's role ("": none)
-    user_data: str = ""  # AWS: the instance's user data ("": none)
+    user_data: str = ""  # the instance's user data ("": none; AWS serves it raw, Azure base64)
+    # Instance data (netsim/model/vmdata.py loads and checks them; Azure serves them all).
+    tags: tuple[tuple[str, str], ...] = ()
+    admin_username: str = "azureuser"
+    ssh_keys: tuple[str, ...] = ()
+    image: Image = Image()
+    zone: str = ""
+    azure: AzureVm = AzureVm()
+    gce: GceVm = GceVm()  # GCE's scheduling and instance attributes (netsim/model/gcedata.py)
+    containers: tuple[str, ...] = ()  # namespaces behind a NATing bridge inside the VM (Docker's default)
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,8 @@ class Datacenter:
     linklocal: LinkLocalMode = "claim"
     timers: TimerProfile = "rfc"
     cloud: str = DEFAULT_FLAVOR  # the metadata service's flavor (netsim_imds.flavors), e.g. "azure"
+    identities: tuple[UserIdentity, ...] = ()  # user-assigned managed identities ([[identity]])
+    project: GceProject = GceProject()  # GCE's project ([project], netsim/model/gcedata.py)
     source: str | None = field(default=None, compare=False)
 
     @cached_property

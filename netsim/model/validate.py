@@ -82,6 +82,7 @@ def validate(dc: Datacenter, locate: Locator = _no_line, file: str | None = None
         if isinstance(vm.hop_limit, bool) or not isinstance(vm.hop_limit, int) or not 1 <= vm.hop_limit <= 64:
             fail(f"must be an integer from 1 to 64 (AWS's HttpPutResponseHopLimit), not {vm.hop_limit!r}",
                  "vm", i, "hop_limit")
+        _check_containers(vm, i, fail)
         if per_node[vm.node] > addressing.MAX_VMS_PER_NODE:
             fail(f"node {vm.node!r} holds more than {addressing.MAX_VMS_PER_NODE} VMs, "
                  "which overflows its /24 of the address plan", "vm", i, "node")
@@ -96,3 +97,17 @@ def validate(dc: Datacenter, locate: Locator = _no_line, file: str | None = None
         if not 0 <= vm.fault_domain < a.fault_domains:
             fail(f"fault domain {vm.fault_domain} is outside 0..{a.fault_domains - 1} of {a.name!r}",
                  "vm", i, "fault_domain")
+
+
+def _check_containers(vm, i: int, fail) -> None:
+    """A VM's ``containers``: at most :data:`bounds.CONTAINERS_PER_VM`, each named like a
+    host (it names a namespace and a veth) and once."""
+    if problem := bounds.problem(len(vm.containers), bounds.CONTAINERS_PER_VM, "the number of containers"):
+        fail(problem, "vm", i, "containers")
+    seen: set[str] = set()
+    for name in vm.containers:
+        if problem := names.check_name(name, "container", names.MAX_HOST_NAME):
+            fail(problem, "vm", i, "containers")
+        if name in seen:
+            fail(f"container {name!r} is listed twice in VM {vm.name!r}", "vm", i, "containers")
+        seen.add(name)

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from netsim.errors import NetsimError
 from netsim.model import bounds
 
-FEATURES = ("netsim.runtime.claims", "netsim.runtime.maintenance_commands")
+FEATURES = ("netsim.runtime.claims", "netsim.runtime.maintenance_commands", "netsim.runtime.fault_commands")
 """Modules whose import registers their commands (besides ``ping``, defined here)."""
 
 _SPEC = "netsim.command.argument"

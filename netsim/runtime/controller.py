@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from netsim_imds.events import Event, EventError, mapping_for
 
 from netsim.maintenance import Heal, MaintenanceError, Planner, Repository, walk_members
-from netsim.maintenance.actions import REPOSITORY_ACTIONS, action_from_dict, action_to_dict, event_to_dict
+from netsim.maintenance.actions import (REPOSITORY_ACTIONS, ChangedNames, action_from_dict, action_to_dict,
+                                        event_to_dict, note_change)
 from netsim.model import bounds
 from netsim.model.topology import Datacenter
 from netsim.runtime.hostagent import HEARTBEAT_INTERVAL, EffectAction, HostAgent
@@ -61,9 +62,9 @@ class Controller:
         self._reconcile_placement()
         self.wake = asyncio.Event()
         self.errors: list[str] = []
-        self.on_events_changed: Callable[[set[str]], None] | None = None
-        """Called after a commit with the nodes whose events changed (the daemon wakes the
-        metadata server's parked requests of those nodes)."""
+        self.on_events_changed: Callable[[ChangedNames], None] | None = None
+        """Called after a commit with the nodes whose events changed, each with the names that
+        see the change (the daemon wakes the metadata server's parked requests of those)."""
         self._saved_deadline: float | None = -1.0
         self._fed: list[str] = []  # approvals fed to the planner, cleared from the inbox at the next save
         self._reports: list[EffectAction] = []  # effects the agents reported, not yet stored
@@ -269,11 +270,16 @@ class Controller:
 
     def vm_start(self, vm: str) -> None:
         """Power a stopped VM on again (``netsim vm start``; AWS's instance-stop and spot
-        stop leave it off); a running VM is left as it is."""
+        stop leave it off, and maintenance leaves it so: :mod:`netsim.maintenance.power`);
+        a running VM is left as it is."""
         agent = self.agent_of(self.known("vm", vm))
         if agent is None:
             raise bounds.InvalidValue(f"VM {vm} no longer exists (it was preempted or terminated)")
         agent.effects.power_on(vm)
+        if vm in self.planner.stopped_vms():  # maintenance reaches it again from now on
+            with self.input_guard():
+                self.planner.vm_started(vm)
+                self.drain(force=True)
 
     def node_fail(self, node: str) -> None:
         """Cut a node for real: its agent takes its links down and falls silent; the planner
@@ -317,23 +323,26 @@ class Controller:
         deadline = self.planner.next_deadline()
         return HEARTBEAT_INTERVAL if deadline is None else max(0.0, min(HEARTBEAT_INTERVAL, deadline - now))
 
-    def drain(self) -> None:
+    def drain(self, force: bool = False) -> None:
         """Apply the planner's actions exactly once: in ONE transaction, every repository
         change, every effect begun (with its action, to resume it), every reported effect
         done, and the planner's state after them; effects are handed to the agents once
         that has committed. A crash before the commit loses the input that produced the
-        actions, never half of them."""
+        actions, never half of them. ``force``: save the planner even when no action came
+        (an input that changed its state only)."""
         actions = self.planner.pop_actions()
-        if (not actions and not self._fed and not self._finished
+        if (not force and not actions and not self._fed and not self._finished
                 and self.planner.next_deadline() == self._saved_deadline):
             return  # nothing changed since the last save (heartbeats are not worth a write)
         now = self.clock()
         effects = []
+        changed: ChangedNames = {}
         with self.repo.transaction():
             for action in actions:
                 if self.repo.applied(action.key):
                     continue
                 if isinstance(action, REPOSITORY_ACTIONS):
+                    note_change(changed, action, self.repo.event)
                     self.repo.apply(action)
                 elif self.repo.begin(action.key, now, action_to_dict(action)):
                     effects.append(action)
@@ -344,8 +353,6 @@ class Controller:
             self.repo.save_planner(self.planner.to_dict())
         self._fed, self._finished = [], []
         self._saved_deadline = self.planner.next_deadline()
-        # An EndEvent names no node: it comes with the RemoveEvents of the nodes that showed it.
-        changed = {a.node for a in actions if isinstance(a, REPOSITORY_ACTIONS) and hasattr(a, "node")}
         if changed and self.on_events_changed is not None:
             self.on_events_changed(changed)
         for action in effects:
@@ -378,6 +385,7 @@ class Controller:
             "placement": dict(self.placement),
             "failed_nodes": sorted(self.failed),
             "planner_failed_nodes": list(self.planner.failed_nodes()),
+            "stopped_vms": self.planner.stopped_vms(),
             "effects_running": sum(len(a.tasks) for a in self.agents.values()),
             "errors": self.errors[-10:],
         }

@@ -24,6 +24,7 @@ from netsim.runtime.controller import Controller
 from netsim.runtime.placement import Placement
 from netsim.api.datacenter import DAEMON_ERROR_PREFIX, RunningDatacenter
 from netsim.runtime.effects import Effects
+from netsim.runtime.faults import FaultBook
 from netsim.runtime.hostagent import HostAgent
 from netsim.errors import NetsimError
 from netsim.runtime import commands
@@ -33,6 +34,7 @@ from netsim.maintenance.errors import RepositoryError
 from netsim.maintenance.repository import Repository
 from netsim.runtime.services import Services
 from netsim.state import StateDir
+from netsim_imds import flavors, signing
 from netsim_imds.driver import MetadataServer, ServerConfig
 
 log = logging.getLogger("netsim.runtime.daemon")
@@ -52,11 +54,16 @@ class Daemon:
         self.placement.listeners.append(self._vm_moved)
         # The flavor the topology names ([datacenter] cloud); the server opens its sockets in
         # the nodes' namespaces through netsim's guard (it imports nothing from netsim).
-        self.server = MetadataServer(ServerConfig(flavor=self.dc.cloud), socket_factory=listen_socket_in)
+        # Its signing keys (made once in the state folder, with the JWKS and CA published there)
+        # go to a flavor whose factory takes keys= (Azure's tokens and attested data).
+        keys = signing.load_or_create(self.state.path, dc_name)
+        self.server = MetadataServer(ServerConfig(flavor=signing.bind(flavors.resolve(self.dc.cloud), keys)),
+                                     socket_factory=listen_socket_in)
         self.resolvers: dict[str, NeighbourResolver] = {}
         self.linklocal = None
         self.services = Services(self.dc, self.state, self.running.record_process)
         self.controller: Controller | None = None
+        self.faults: FaultBook | None = None  # issue 13: netsim.runtime.fault_commands
         self.stopping = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -71,6 +78,7 @@ class Daemon:
             self.linklocal.on_change = self._address_changed
             self.linklocal.start()
         effects = Effects(self.dc, self.placement, self.linklocal, self.services)
+        effects.on_leaving = lambda vm, node: self.server.drop_caller(node, vm)
         self.controller = Controller(self.dc, self.state.file("events.db"), self.placement)
         for node in self.dc.nodes:  # one host agent per node: runs its VMs' effects, heartbeats
             self.controller.attach(HostAgent.on_node(self.dc, node.name, effects, self.controller))
@@ -91,6 +99,13 @@ class Daemon:
             self.resolvers[node.name] = resolver
             await self.server.add_node(node.name, names.node_ns(self.dc.name, node.name), resolver,
                                        self.controller.view(node.name))
+        # The faults stored beside the events, in force again (with the time they have left).
+        self.faults = FaultBook(self.dc, self.controller.repo, self.server, self.placement, self.known)
+        self.placement.listeners.append(self.faults.vm_moved)
+        try:
+            self.faults.apply()
+        except NetsimError as exc:  # the datacenter still serves; the next change tries again
+            log.error("putting the stored faults in force failed: %s", exc)
         path = self.state.file(SOCKET_NAME)
         if os.path.exists(path):
             os.unlink(path)
@@ -99,6 +114,7 @@ class Daemon:
         log.info("daemon of %s ready: %d nodes served", self.dc.name, len(self.dc.nodes))
         await self.stopping.wait()
         brain.cancel()
+        self.faults.close()
         control.close()
         await self.server.close()
         for r in self.resolvers.values():
@@ -107,17 +123,21 @@ class Daemon:
             self.linklocal.stop()
         log.info("daemon of %s stopped", self.dc.name)
 
-    def _events_changed(self, nodes: set[str]) -> None:
-        """The controller committed changes to these nodes' events."""
-        for node in nodes:
-            self.server.notify(node)
+    def _events_changed(self, changed: dict[str, "set[str] | None"]) -> None:
+        """The controller committed changes to these nodes' events (seen by these names)."""
+        for node, names in changed.items():
+            self.server.notify(node, names)
 
     def _vm_moved(self, vm: str, old: str | None, new: str | None) -> None:
-        """A VM left ``old`` for ``new``: both nodes' caller identities must be read again."""
+        """A VM left ``old`` for ``new``: both nodes' caller identities must be read again,
+        and ``old`` forgets the VM's connections (a long poll parked there is re-established
+        on ``new`` by the client, as after GCE's live migration)."""
         for node in (old, new):
             resolver = self.resolvers.get(node or "")
             if resolver is not None:
                 resolver.invalidate()
+        if old is not None and old != new:
+            self.server.drop_caller(old, vm)
 
     def _address_changed(self, vm: str) -> None:
         """A VM's address changed: its node's caller identities must be read again."""

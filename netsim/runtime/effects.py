@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 
 from netsim.model import names
 from netsim.kernel import netns, nft, procfs
@@ -33,6 +33,14 @@ class Effects:
 
     def __init__(self, dc: Datacenter, placement: MutableMapping[str, str], claims, services: Services) -> None:
         self.dc, self.placement, self.claims, self.services = dc, placement, claims, services
+        self.on_leaving: Callable[[str, str], None] | None = None
+        """``on_leaving(vm, node)``: the VM is about to be live-migrated off ``node`` (the
+        daemon ends its connections to that node's metadata server while the VM still hears)."""
+
+    def leaving(self, vm: str) -> None:
+        """A live migration is about to take ``vm`` off its node: tell ``on_leaving`` first."""
+        if self.on_leaving is not None and vm in self.placement:
+            self.on_leaving(vm, self.placement[vm])
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -49,10 +57,15 @@ class Effects:
     def _port_index(self, vm: str) -> int:
         return self._plan(vm).port_index
 
+    def _namespaces(self, vm: str) -> list[str]:
+        """The VM's namespace and those of its containers (which live inside the VM)."""
+        return [self._vm_ns(vm)] + [c.namespace for c in self._plan(vm).containers]
+
     def processes(self, vm: str) -> list[int]:
-        """PIDs of every process running inside the VM."""
-        inode = netns.inode_of(self._vm_ns(vm))
-        return processes_in({inode}) if inode else []
+        """PIDs of every process running inside the VM, its containers' included: a freeze
+        pauses them and a power-off ends them with the VM's own."""
+        inodes = {i for i in map(netns.inode_of, self._namespaces(vm)) if i}
+        return processes_in(inodes) if inodes else []
 
     def _links(self, vm: str, up: bool) -> None:
         """Set both ends of the VM's link: its eth0 and its port on the node's bridge."""
@@ -259,6 +272,6 @@ class Effects:
             except NetsimError as exc:
                 log.info("cleaning up after %s on %s: %s", vm, node, exc)
         self.services.forget(vm)
-        remove_namespaces([self._vm_ns(vm)])
+        remove_namespaces(self._namespaces(vm))
         self.placement.pop(vm, None)
         log.info("%s removed", vm)

@@ -5,7 +5,8 @@ One :class:`HostAgent` per node lives in the daemon beside the controller
 a VM (the runtime's one :class:`~netsim.runtime.placement.Placement`) runs the effect the
 planner asked for, with the steps of :mod:`netsim.runtime.effects`, and reports it done:
 
-- **Freeze** (pause): stop the VM, wait out the impact, thaw it.
+- **Freeze** (pause): stop the VM, wait out the impact, thaw it (a GCE live migration with a
+  target node moves it while frozen).
 - **Reboot**: power off, wait out the impact, power on.
 - **Redeploy**: power off and move the VM's port to the target node; the move changes the
   placement, and the rest (waiting out the impact, booting, reporting) is the work of the
@@ -13,7 +14,8 @@ planner asked for, with the steps of :mod:`netsim.runtime.effects`, and reports 
 - **Service healing** (:class:`~netsim.maintenance.Heal`) is the receiving node's work:
   the failed node's agent is silent, so the controller hands the VM to the agent of the
   node it is restored on, which takes it over (power off, move, power on).
-- **Preempt**, **Terminate**: remove the VM.
+- **Preempt**, **Terminate**: remove the VM (an Azure Spot VM whose eviction policy is
+  Deallocate gets a Stop instead: the planner's ``Fleet.effect_kind``).
 - **Stop** (AWS instance-stop, spot stop/hibernate): power off; the VM stays off until
   ``netsim vm start`` (:meth:`~netsim.runtime.controller.Controller.vm_start`).
 
@@ -77,6 +79,7 @@ class EffectSteps(Protocol):
     def power_off(self, vm: str) -> None: ...
     def power_on(self, vm: str) -> None: ...
     def move(self, vm: str, to_node: str) -> None: ...
+    def leaving(self, vm: str) -> None: ...
     def remove(self, vm: str) -> None: ...
     def node_recovered(self, node: str) -> None: ...
 
@@ -183,7 +186,10 @@ class HostAgent:
         if isinstance(action, Heal):
             fx.power_off(vm)
             fx.move(vm, action.to_node)
-            fx.power_on(vm)
+            if action.stay_off:  # stopped: off on its new node until `netsim vm start`
+                fx.power_off(vm)  # (the move plugged its port up and claimed again)
+            else:
+                fx.power_on(vm)
             return True
         kind = action.kind
         if kind in GONE_KINDS:
@@ -194,7 +200,14 @@ class HostAgent:
             fx.power_off(vm)
             return True
         if kind is Kind.PAUSE:
+            if action.target_node:
+                # Its old node ends its metadata connections while the VM can still hear the
+                # close: a parked long poll then fails at the thaw and the client polls again
+                # (on the new node), as GCE's clients retry, instead of waiting out its timeout.
+                fx.leaving(vm)
             fx.freeze(vm)
+            if action.target_node:  # GCE's live migration: frozen, moved to another node, thawed there
+                fx.move(vm, action.target_node)
             await self._wait_impact(action, began)
             fx.thaw(vm)
             return True

@@ -10,9 +10,7 @@ cached here); once found, the caller stands for the connection's life.
 
 from __future__ import annotations
 
-import hashlib
 import time
-import uuid
 from collections.abc import Callable
 
 
@@ -20,7 +18,8 @@ from netsim.model import names
 from netsim.kernel.rtnl import Rtnl, RtnlError
 from netsim.model.plan import plan_of
 from netsim.model.topology import Datacenter
-from netsim_imds.identity import VmIdentity
+from netsim.runtime.azure_profile import azure_profile, derived_guid
+from netsim_imds.identity import GceProfile, VmIdentity
 
 CACHE_SECONDS = 10.0  # how long a VM found behind an address stands (a claim or move invalidates it at once)
 # A lookup that found nothing settled (no resolved neighbour entry, no static forwarding entry
@@ -38,7 +37,7 @@ class _Unsettled(Exception):
 
 def vm_id(dc: str, vm: str) -> str:
     """A stable vmId (a UUID derived from the datacenter's and VM's names)."""
-    return str(uuid.UUID(bytes=hashlib.sha256(f"{dc}/{vm}".encode()).digest()[:16], version=4))
+    return derived_guid(dc, vm)
 
 
 def identity_of(dc: Datacenter, vm_name: str, link_local: str = "", placed_on: str | None = None) -> VmIdentity:
@@ -46,13 +45,19 @@ def identity_of(dc: Datacenter, vm_name: str, link_local: str = "", placed_on: s
     its node in the topology). Its routable address stays that of its home node."""
     vm = dc.vm(vm_name)
     plan = plan_of(dc).vm(vm_name)
+    group = f"netsim-{dc.name}"
     return VmIdentity(
         name=vm.name, vm_id=vm_id(dc.name, vm.name), node=placed_on or vm.node, location=dc.location,
         update_domain=vm.update_domain, fault_domain=vm.fault_domain,
         availability_set=vm.availability_set or "", vm_size=vm.size, os_type=vm.os_type,
         mac=plan.mac, link_local=link_local, address=plan.routable, prefix=plan.prefixlen, subnet=plan.subnet,
-        resource_group=f"netsim-{dc.name}",
+        resource_group=group,
         http_tokens=vm.http_tokens, hop_limit=vm.hop_limit, iam_role=vm.iam_role, user_data=vm.user_data,
+        publisher=vm.image.publisher, offer=vm.image.offer, sku=vm.image.sku, image_version=vm.image.version,
+        tags=vm.tags, zone=vm.zone,
+        azure=azure_profile(dc, vm, VmIdentity.subscription_id, group),
+        gce=GceProfile(vm.gce.on_host_maintenance, vm.gce.automatic_restart, vm.gce.preemptible, vm.gce.metadata,
+                       dc.project.id, dc.project.number, dc.project.attributes),
     )
 
 

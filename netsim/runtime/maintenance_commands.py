@@ -130,4 +130,6 @@ def snapshot(ctx: Context, a: NoArguments) -> dict:
     """Walks, events, placement, failed nodes and claims: what watch and status show."""
     snap = ctx.controller.snapshot()
     snap["claims"] = ctx.linklocal.status() if ctx.linklocal else {}
+    book = getattr(ctx, "faults", None)  # issue 13: the faults, for watch, status and the demo
+    snap["faults"] = book.describe() if book is not None else []
     return snap

@@ -11,11 +11,11 @@ import argparse
 import sys
 
 from netsim.errors import NetsimError
-from netsim.tools import cli_datacenter, cli_maintenance
+from netsim.tools import cli_datacenter, cli_experiment, cli_faults, cli_maintenance
 from netsim.tools.cliargs import Parser, subcommands
 from netsim.tools.clicommon import named
 
-AREAS = (cli_datacenter, cli_maintenance)
+AREAS = (cli_datacenter, cli_maintenance, cli_faults, cli_experiment)
 """The modules whose ``register(sub, named)`` adds their subcommands, in help order."""
 
 

@@ -71,11 +71,17 @@ def cmd_status(args) -> int:
     for node in status["nodes"]:
         print(f"  node {node['name']:<12} {'up' if node['present'] else 'MISSING':<8} subnet {node['subnet']}")
         for vm in (v for v in status["vms"] if v["node"] == node["name"]):
-            print(f"    vm {vm['name']:<12} {'up' if vm['present'] else 'MISSING':<8} UD{vm['update_domain']} "
+            shown = ("stopped" if vm.get("stopped") else "up") if vm["present"] else "MISSING"
+            print(f"    vm {vm['name']:<12} {shown:<8} UD{vm['update_domain']} "
                   f"FD{vm['fault_domain']}  {vm['routable']:<15} {vm['link_local'] or '(no link-local)':<16} "
                   f"{vm['mac']}  {vm.get('claim') or ''}")
+            for c in vm["containers"]:
+                print(f"      container {c['host']:<19} {'up' if c['present'] else 'MISSING':<8} {c['address']}")
     for host in status["hosts"]:
         print(f"  {host['name']:<17} {'up' if host['present'] else 'MISSING':<8} {host['address']}")
+    from netsim.tools.cli_faults import fault_line  # issue 13: the faults, pending, active or ended
+    for fault in status.get("faults", []):
+        print(f"  fault {fault_line(fault)}")
     return 0
 
 
@@ -183,7 +189,8 @@ def register(sub, named) -> None:
     sp = named(sub.add_parser("status", help="show nodes, VMs and addresses"))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_status)
-    sp = named(sub.add_parser("exec", help="run a command inside a host: VM, node:NAME, lb, client, ops"))
+    sp = named(sub.add_parser("exec", help="run a command inside a host: VM, VM/CONTAINER, node:NAME, lb, "
+                                           "client, ops"))
     sp.add_argument("host")
     sp.add_argument("argv", nargs=argparse.REMAINDER)
     sp.set_defaults(func=cmd_exec)

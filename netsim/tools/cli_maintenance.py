@@ -82,6 +82,8 @@ def cmd_maintenance_status(args) -> int:
     for w in snap["walks"]:
         print(f"walk {w['walk_id']} of {w['avset']}: {w['state']}, current UD {w['current_ud']}, "
               f"done {w['done_uds']}, pending {w['pending_uds']}")
+    if snap.get("stopped_vms"):  # maintenance leaves them off (netsim/maintenance/power.py)
+        print(f"stopped (off until netsim vm start): {', '.join(snap['stopped_vms'])}")
     return 0
 
 

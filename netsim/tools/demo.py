@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from netsim.api import datacenter as dcapi
+from netsim.experiments.svg import outcome_bars
 from netsim.harness.haproxy import start_load_balancer
 from netsim.harness.loadgen import DEFAULT_TIMEOUT, add_source_addresses
 from netsim.model import load
@@ -140,8 +141,10 @@ def _frame(dc, snap: dict, lb, progress: str, now: float, walk: dict, agents: bo
             status[vm] = "DOWN" if e["status"] == "Started" else "notice"
     vms = " ".join(f"{vm}:{status.get(vm, '?'):<6}lb={states.get(vm, '?'):<5}" for vm in sorted(status))
     ud = walk.get("current_ud")
+    # Issue 13: the faults in force on the timeline (an experiment may add them to the demo's walk).
+    faults = [f"{f['id']}:{f['target']}" for f in snap.get("faults", []) if f["state"] == "active"]
     return (f"[{'agents' if agents else 'no agents':>9}] t={now:5.1f}s  UD {ud if ud is not None else '-'} "
-            f"{walk.get('state', ''):<7} | {vms} | client {rate}")
+            f"{walk.get('state', ''):<7} | {vms} | client {rate}" + (f" | faults {' '.join(faults)}" if faults else ""))
 
 
 def svg(runs: list[WalkRun], path: str) -> None:
@@ -165,13 +168,7 @@ def svg(runs: list[WalkRun], path: str) -> None:
                          f'height="16" fill="#999"/><text x="{x(a) + 3:.1f}" y="{y0 + 32}" fill="white" '
                          f'font-size="11">{vm} down</text>')
         bar = max(1.0, (width - left - 20) / max(seconds, 1) - 1)
-        for s, ok, bad in run.per_second:
-            h_ok, h_bad = (panel - 45) * ok / top, (panel - 45) * bad / top
-            parts.append(f'<rect x="{x(s):.1f}" y="{base - h_ok:.1f}" width="{bar:.1f}" height="{h_ok:.1f}" '
-                         'fill="#3a3"/>')
-            if bad:
-                parts.append(f'<rect x="{x(s):.1f}" y="{base - h_ok - h_bad:.1f}" width="{bar:.1f}" '
-                             f'height="{max(h_bad, 2):.1f}" fill="#d22"/>')
+        parts += outcome_bars(x, base, panel - 45, run.per_second, top, bar)
         parts.append(f'<line x1="{left}" y1="{base}" x2="{width - 20}" y2="{base}" stroke="black"/>')
         parts.append(f'<text x="{left - 5}" y="{base + 14}" text-anchor="end">0 s</text>'
                      f'<text x="{width - 20}" y="{base + 14}" text-anchor="end">{seconds} s</text>'

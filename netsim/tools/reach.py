@@ -24,13 +24,19 @@ class Target:
 
 
 def hosts(dc: Datacenter) -> list[str]:
-    """Every host of the matrix: the VMs, then lb, client and ops."""
-    return [v.name for v in dc.vms] + list(names.EXTRA_HOSTS)
+    """Every source of the matrix: the VMs, their containers (``VM/CONTAINER``), then lb,
+    client and ops. Containers are sources only: NATed by their VM, nothing outside it
+    can address them, as with Docker's default bridge network."""
+    containers = [f"{v.name}{names.CONTAINER_SEPARATOR}{c}" for v in dc.vms for c in v.containers]
+    return [v.name for v in dc.vms] + containers + list(names.EXTRA_HOSTS)
 
 
 def namespace_of(dc: Datacenter, host: str) -> str:
-    """Namespace of a VM or extra host."""
-    return names.extra_ns(dc.name, host) if host in names.EXTRA_HOSTS else names.vm_ns(dc.name, host)
+    """Namespace of a VM, a container (``VM/CONTAINER``) or an extra host."""
+    if host in names.EXTRA_HOSTS:
+        return names.extra_ns(dc.name, host)
+    vm, container = names.split_host(host)
+    return names.container_ns(dc.name, vm, container) if container else names.vm_ns(dc.name, vm)
 
 
 def targets(dc: Datacenter, link_local: dict[str, str | None], metadata: bool = False) -> list[Target]:
@@ -50,7 +56,8 @@ def targets(dc: Datacenter, link_local: dict[str, str | None], metadata: bool = 
 
 def matrix(dc: Datacenter, link_local: dict[str, str | None], *, metadata: bool = False,
            timeout: float = 1.0) -> list[dict]:
-    """Probe every (host, target) pair; one dict per pair, JSON-ready."""
+    """Probe every (host, target) pair; one dict per pair, JSON-ready. A container probes
+    what its VM does, its node's metadata endpoint included (through the VM's NAT)."""
     probes = {}
     for src in hosts(dc):
         for t in targets(dc, link_local, metadata):
@@ -66,7 +73,8 @@ def render(rows: list[dict]) -> str:
     """A text matrix: one row per source, one column per destination host; each cell
     lists R (routable), L (link-local) and M (metadata) when reached, '-' when not."""
     sources = list(dict.fromkeys(r["from"] for r in rows))
-    dests = sources + [d for d in dict.fromkeys(r["to"] for r in rows) if d not in sources]
+    tos = list(dict.fromkeys(r["to"] for r in rows))  # containers are never destinations
+    dests = [s for s in sources if s in tos] + [d for d in tos if d not in sources]
     cell: dict[tuple[str, str], str] = {}
     letter = {"routable": "R", "link-local": "L", "metadata": "M"}
     for r in rows:

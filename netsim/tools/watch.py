@@ -6,6 +6,7 @@ import sys
 import time
 
 from netsim.api.datacenter import RunningDatacenter
+from netsim.runtime.faultspec import OPTIONS
 
 
 def render(dc: RunningDatacenter, snap: dict) -> str:
@@ -32,7 +33,22 @@ def render(dc: RunningDatacenter, snap: dict) -> str:
         when = f"in {left:.0f} s" if e["status"] == "Scheduled" else "now"
         lines.append(f"  event {e['event_id'][:8]} {e['event_type']:<9} {e['status']:<9} "
                      f"{','.join(e['resources'])} {when}")
+    for f in snap.get("faults", []):  # issue 13
+        lines.append("  " + fault_cell(f, snap["now"]))
     return "\n".join(lines)
+
+
+def fault_cell(f: dict, now: float) -> str:
+    """One fault in a frame: id, state, kind, target, options and the time to its next change."""
+    opts = " ".join(k if v is True else f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                    for k, v in f.items() if k in OPTIONS)
+    if f["state"] == "pending":
+        when = f"starts in {f['starts_at'] - now:.0f} s"
+    elif f["state"] == "active":
+        when = "until cleared" if f["ends_at"] is None else f"ends in {f['ends_at'] - now:.0f} s"
+    else:
+        when = "ended"
+    return f"fault {f['id']} {f['state']:<7} {f['kind']:<4} {f['target']} {opts} {when}"
 
 
 def watch(dc: RunningDatacenter, interval: float = 1.0, count: int = 0) -> None:

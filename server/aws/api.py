@@ -141,18 +141,24 @@ class AwsFlavor:
         if category == "dynamic":
             node: object = {"instance-identity": {"document": _doc(caller)}}
         elif category == "meta-data":
-            live = view.events_for(caller.name, caller.availability_set)
-            history_for = getattr(view, "history_for", None)
-            ended = history_for(caller.name, caller.availability_set) if history_for else ()
-            node = aws_tree.for_version(aws_tree.meta_data(caller, live, ended, now), version)
+            if rest and rest[0] not in aws_tree.DYNAMIC:
+                tree = aws_tree.static_tree(caller)  # most requests: no event and no clock needed
+            else:
+                live = view.events_for(caller.name, caller.availability_set)
+                history_for = getattr(view, "history_for", None)
+                ended = (lambda: history_for(caller.name, caller.availability_set)) if history_for else ()
+                tree = aws_tree.meta_data(caller, live, ended, now)
+            node = aws_tree.for_version(tree, version)
         elif category == "api" and rest == ["token"]:
             return error_page(405, headers=(("Allow", "PUT"),))
         else:
             return error_page(404)
         for segment in rest:
+            node = aws_tree.resolve(node)
             if not isinstance(node, dict) or segment not in node:
                 return error_page(404)
             node = node[segment]
+        node = aws_tree.resolve(node)
         return text(aws_tree.listing(node) if isinstance(node, dict) else node)
 
 

@@ -2,7 +2,11 @@
 
 A tree is nested dicts: a dict is a directory (listed one name a line, ``name/`` for a
 subtree, no LF after the last: botocore takes the body of ``iam/security-credentials/``
-verbatim as the role), a string a leaf served as it is. Shapes and values follow
+verbatim as the role), a string a leaf served as it is, a callable a leaf computed only
+when it is served (JSON documents, credentials), a :class:`Directory` a directory
+computed when it is walked into (:func:`resolve`). What depends on the VM alone
+is built once per VM (:func:`static_tree`); only :data:`DYNAMIC` categories depend on the
+time and the events, so a request for anything else never reads them. Shapes and values follow
 ``shared/reference/instance-metadata-trees.md`` section 2 (AWS's docs; AEMM's defaults
 where AWS gives only an example). Every id is derived from the VM's stable ``vm_id``, so a
 VM sees the same instance id, ENI, ... across reboots and moves.
@@ -11,9 +15,11 @@ VM sees the same instance id, ENI, ... across reboots and moves.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
+from typing import Callable
 
 from netsim_imds.aws import events as aws_events
 from netsim_imds.events import Event
@@ -68,8 +74,14 @@ def local_hostname(vm: VmIdentity) -> str:
 
 def credentials(vm: VmIdentity, now: float) -> dict:
     """The role's temporary credentials at ``now`` (AWS-HMAC, rotated every period)."""
-    issued = int(now // CREDENTIAL_PERIOD_S) * CREDENTIAL_PERIOD_S
-    seed = hashlib.sha256(f"{vm.vm_id}/{vm.iam_role}/{issued}".encode()).digest()
+    return _credentials(vm.vm_id, vm.iam_role, int(now // CREDENTIAL_PERIOD_S) * CREDENTIAL_PERIOD_S)
+
+
+@functools.lru_cache(maxsize=4096)
+def _credentials(vm_id: str, role: str, issued: int) -> dict:
+    # The same for a whole period: computed once per VM and period (three hashes and a
+    # 2-KB token), not per request. Callers only read the dict.
+    seed = hashlib.sha256(f"{vm_id}/{role}/{issued}".encode()).digest()
     key = base64.b32encode(seed[:10]).decode()
     secret = base64.b64encode(hashlib.sha256(seed + b"secret").digest()[:30]).decode()
     token = base64.b64encode(hashlib.sha512(seed + b"token").digest() * 3).decode()
@@ -97,8 +109,46 @@ def _json(value: object) -> str:
     return json.dumps(value, indent=2).replace('": ', '" : ')
 
 
-def meta_data(vm: VmIdentity, live: tuple[Event, ...], ended: tuple[Event, ...], now: float) -> dict:
-    """The ``meta-data`` tree of ``vm`` at ``now``, with its live and ended events."""
+DYNAMIC = frozenset({"autoscaling", "events", "iam", "instance-life-cycle", "spot"})
+"""Categories that depend on the time or the VM's events; every other one is static."""
+
+
+class Directory:
+    """A directory computed only when it is listed or walked into (``make()`` gives its dict)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], dict]) -> None:
+        self.make = make
+
+
+def resolve(node: object) -> object:
+    """``node`` made concrete: a lazy leaf's string, a :class:`Directory`'s dict, else itself."""
+    if isinstance(node, Directory):
+        return node.make()
+    return node() if callable(node) else node
+
+
+_STATIC: dict[int, tuple[VmIdentity, dict]] = {}
+_STATIC_MAX = 16384
+
+
+def static_tree(vm: VmIdentity) -> dict:
+    """Every category of ``vm``'s tree but :data:`DYNAMIC`, built once per identity object
+    (the driver keeps one per VM until it claims or moves: then a new one, a new entry;
+    keyed by ``id`` and checked with ``is``, since hashing ~35 fields per request costs
+    more than the lookup). Bounded: emptied when full. Treat it as read-only."""
+    hit = _STATIC.get(id(vm))
+    if hit is not None and hit[0] is vm:
+        return hit[1]
+    if len(_STATIC) >= _STATIC_MAX:
+        _STATIC.clear()
+    tree = _build_static(vm)
+    _STATIC[id(vm)] = (vm, tree)  # the identity is held: its id cannot be reused meanwhile
+    return tree
+
+
+def _build_static(vm: VmIdentity) -> dict:
     mac = vm.mac.lower()
     hostname = local_hostname(vm)
     interface = {
@@ -109,35 +159,48 @@ def meta_data(vm: VmIdentity, live: tuple[Event, ...], ended: tuple[Event, ...],
         "vpc-id": "vpc-" + _hex(vm, "vpc"), "vpc-ipv4-cidr-block": "198.18.0.0/15",
         "vpc-ipv4-cidr-blocks": "198.18.0.0/15",
     }
-    tree: dict = {
+    return {
         "ami-id": ami_id(vm), "ami-launch-index": "0", "ami-manifest-path": "(unknown)",
-        "autoscaling": {"target-lifecycle-state": aws_events.lifecycle_state(live, vm.name)},
         "block-device-mapping": {"ami": "/dev/xvda", "root": "/dev/xvda"},
-        "events": {"maintenance": {"history": _json(aws_events.history(ended, vm.name)),
-                                   "scheduled": _json(aws_events.scheduled(live, vm.name))},
-                   "recommendations": {}},
         "hostname": hostname, "instance-action": "none", "instance-id": instance_id(vm),
-        "instance-life-cycle": "on-demand", "instance-type": vm.vm_size, "local-hostname": hostname,
-        "local-ipv4": vm.address, "mac": mac,
+        "instance-type": vm.vm_size, "local-hostname": hostname, "local-ipv4": vm.address, "mac": mac,
         "network": {"interfaces": {"macs": {mac: interface}}},
         "placement": {"availability-zone": availability_zone(vm), "region": vm.location},
         "reservation-id": "r-" + _hex(vm, "reservation"), "security-groups": "default",
         "services": {"domain": "amazonaws.com", "partition": "aws"},
     }
+
+
+def meta_data(vm: VmIdentity, live: tuple[Event, ...], ended: Callable[[], tuple[Event, ...]] | tuple[Event, ...],
+              now: float) -> dict:
+    """The ``meta-data`` tree of ``vm`` at ``now``, with its live and ended events (``ended``
+    may be a callable, asked only when the history or a rebalance recommendation is needed)."""
+    tree = dict(static_tree(vm))
+    past = ended if callable(ended) else (lambda: ended)
+    tree["autoscaling"] = {"target-lifecycle-state": aws_events.lifecycle_state(live, vm.name)}
+    tree["events"] = {"maintenance": {"history": lambda: _json(aws_events.history(past(), vm.name)),
+                                      "scheduled": lambda: _json(aws_events.scheduled(live, vm.name))},
+                      "recommendations": Directory(lambda: _recommendations(vm, live, past(), now))}
+    tree["instance-life-cycle"] = "on-demand"
     if vm.iam_role:
-        profile = f"arn:aws:iam::{ACCOUNT_ID}:instance-profile/{vm.iam_role}"
-        issued = credentials(vm, now)["LastUpdated"]
-        tree["iam"] = {"info": _json({"Code": "Success", "LastUpdated": issued, "InstanceProfileArn": profile,
-                                      "InstanceProfileId": "AIPA" + _hex(vm, "profile", 17).upper()}),
-                       "security-credentials": {vm.iam_role: _json(credentials(vm, now))}}
-    if (r := aws_events.rebalance((*live, *ended), vm.name, now)) is not None:
-        tree["events"]["recommendations"]["rebalance"] = _json({"noticeTime": aws_events.iso_time(r.not_before)})
+        tree["iam"] = {"info": lambda: _json({
+            "Code": "Success", "LastUpdated": credentials(vm, now)["LastUpdated"],
+            "InstanceProfileArn": f"arn:aws:iam::{ACCOUNT_ID}:instance-profile/{vm.iam_role}",
+            "InstanceProfileId": "AIPA" + _hex(vm, "profile", 17).upper()}),
+                       "security-credentials": {vm.iam_role: lambda: _json(credentials(vm, now))}}
     if (spot := aws_events.spot_action(live, vm.name)) is not None:
         action, spot = spot
         tree["instance-life-cycle"] = "spot"
         tree["spot"] = {"instance-action": _json({"action": action, "time": aws_events.iso_time(spot.not_before)}),
                         "termination-time": aws_events.iso_time(spot.not_before)}
     return tree
+
+
+def _recommendations(vm: VmIdentity, live: tuple[Event, ...], ended: tuple[Event, ...], now: float) -> dict:
+    """``events/recommendations/``: the rebalance recommendation once given (live or ended)."""
+    if (r := aws_events.rebalance((*live, *ended), vm.name, now)) is None:
+        return {}
+    return {"rebalance": _json({"noticeTime": aws_events.iso_time(r.not_before)})}
 
 
 def for_version(tree: dict, version: str) -> dict:
@@ -149,4 +212,4 @@ def for_version(tree: dict, version: str) -> dict:
 
 def listing(node: dict) -> str:
     """A directory's body: one name a line, subtrees with a trailing ``/``, no final LF."""
-    return "\n".join(f"{k}/" if isinstance(v, dict) else k for k, v in sorted(node.items()))
+    return "\n".join(f"{k}/" if isinstance(v, (dict, Directory)) else k for k, v in sorted(node.items()))

@@ -7,6 +7,7 @@ document. All JSON primitives of the instance document are strings, as Azure's.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -17,7 +18,7 @@ from netsim_imds.azure import events as azure_events
 from netsim_imds.events import Event, Status
 from netsim_imds.identity import VmIdentity
 from netsim_imds.azure.versions import (COMPUTE_FIELD_SINCE, EVENT_FIELD_SINCE, EVENT_TYPE_SINCE,
-                                       UNDERSCORE_RESOURCES_UNTIL)
+                                       NESTED_FIELD_SINCE, UNDERSCORE_RESOURCES_UNTIL)
 
 
 def rfc1123(ts: float) -> str:
@@ -112,23 +113,48 @@ def resource_id(vm: VmIdentity) -> str:
             f"/providers/Microsoft.Compute/virtualMachines/{vm.name}")
 
 
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode() if text else ""
+
+
 def _compute(vm: VmIdentity) -> dict:
     tags = ";".join(f"{k}:{v}" for k, v in vm.tags)
+    az = vm.azure
+    linux = vm.os_type.lower() == "linux"
+    plan_name, plan_product, plan_publisher = az.plan
     return {
+        "additionalCapabilities": {"hibernationEnabled": "false"},
         "azEnvironment": vm.az_environment,
+        "customData": _b64(az.custom_data),
+        "evictionPolicy": az.eviction_policy if az.priority == "Spot" else "",
+        "extendedLocation": {"type": "", "name": ""},
+        "isHostCompatibilityLayerVm": "false",
+        "licenseType": az.license_type,
         "location": vm.location,
         "name": vm.name,
         "offer": vm.offer,
+        "osProfile": {"adminUsername": az.admin_username, "computerName": vm.name,
+                      "disablePasswordAuthentication": _flag(bool(az.ssh_keys)) if linux else ""},
         "osType": vm.os_type,
         "physicalZone": "",
         "placementGroupId": vm.placement_group_id,
+        "plan": {"name": plan_name, "product": plan_product, "publisher": plan_publisher},
         "platformFaultDomain": str(vm.fault_domain),
         "platformSubFaultDomain": "",
         "platformUpdateDomain": str(vm.update_domain),
+        "priority": az.priority,
         "provider": vm.provider,
+        "publicKeys": [{"keyData": key, "path": f"/home/{az.admin_username}/.ssh/authorized_keys"}
+                       for key in az.ssh_keys],
         "publisher": vm.publisher,
         "resourceGroupName": vm.resource_group,
         "resourceId": resource_id(vm),
+        "securityProfile": {"secureBootEnabled": _flag(az.secure_boot), "virtualTpmEnabled": _flag(az.virtual_tpm),
+                            "encryptionAtHost": "false"},
         "sku": vm.sku,
         "storageProfile": {
             "dataDisks": [],
@@ -137,11 +163,12 @@ def _compute(vm: VmIdentity) -> dict:
             "osDisk": {"caching": "ReadWrite", "createOption": "FromImage", "diskSizeGB": "30",
                        "managedDisk": {"id": "", "storageAccountType": "Standard_LRS"},
                        "name": f"{vm.name}_OsDisk", "osType": vm.os_type},
+            "resourceDisk": {"size": "16384"},
         },
         "subscriptionId": vm.subscription_id,
         "tags": tags,
         "tagsList": [{"name": k, "value": v} for k, v in vm.tags],
-        "userData": "",
+        "userData": _b64(vm.user_data),  # Azure serves user data base64-encoded
         "version": vm.image_version,
         "vmId": vm.vm_id,
         "vmScaleSetName": vm.vm_scale_set,
@@ -162,6 +189,13 @@ def _network(vm: VmIdentity) -> dict:
 def instance(vm: VmIdentity, version: str) -> dict:
     """The ``/metadata/instance`` document, compute fields limited to ``version``."""
     compute = {k: v for k, v in _compute(vm).items() if COMPUTE_FIELD_SINCE.get(k, "") <= version}
+    for dotted, since in NESTED_FIELD_SINCE.items():  # fields added later inside older objects
+        parent, _, leaf = dotted.rpartition(".")
+        node = compute
+        for key in parent.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and version < since:
+            node.pop(leaf, None)
     return {"compute": compute, "network": _network(vm)}
 
 

@@ -52,12 +52,42 @@ COMPUTE_FIELD_SINCE = {
     "resourceId": "2019-03-11",
     "storageProfile": "2019-06-01",
     "tagsList": "2019-06-04",
+    "plan": "2018-04-02", "publicKeys": "2018-04-02",
+    "customData": "2019-02-01",
+    "isHostCompatibilityLayerVm": "2020-06-01", "securityProfile": "2020-06-01",
+    "osProfile": "2020-07-15",
+    "licenseType": "2020-09-01",
+    "priority": "2020-12-01", "evictionPolicy": "2020-12-01",
     "userData": "2021-01-01",
+    "extendedLocation": "2021-03-01",
+    "additionalCapabilities": "2021-11-01",
     "platformSubFaultDomain": "2021-10-01",
     "physicalZone": "2023-11-15",
 }
 """First instance api-version that carries each compute field (fields of 2017-04-02 are
 served to 2017-03-01 too: the reference gives no older date)."""
+
+NESTED_FIELD_SINCE = {
+    "osProfile.disablePasswordAuthentication": "2020-10-01",
+    "storageProfile.resourceDisk": "2021-02-01",
+    "securityProfile.encryptionAtHost": "2021-11-01",
+}
+"""Fields added later inside an object of the compute document (``object.field``: first version)."""
+
+IDENTITY_VERSIONS: tuple[str, ...] = tuple(v for v in INSTANCE_VERSIONS if v >= "2018-02-01")
+"""api-versions of ``/metadata/identity`` ("2018-02-01 or greater"): the instance versions from
+2018-02-01 on. Attested data and the load balancer take the instance versions from their first."""
+
+ATTESTED_SINCE = "2018-10-01"
+"""First api-version of ``/metadata/attested``."""
+
+ATTESTED_FIELD_SINCE = {"nonce": "2018-10-01", "plan": "2018-10-01", "timeStamp": "2018-10-01",
+                        "vmId": "2018-10-01", "subscriptionId": "2019-04-30", "sku": "2019-11-01",
+                        "licenseType": "2020-09-01"}
+"""First api-version whose attested document carries each field."""
+
+LOADBALANCER_SINCE = "2020-10-01"
+"""First api-version of ``/metadata/loadbalancer``."""
 
 
 def newest_of(versions: tuple[str, ...], count: int = 3) -> list[str]:

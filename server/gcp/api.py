@@ -19,7 +19,9 @@ client that goes away.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass
 
 from netsim_imds.events import EventView
@@ -109,31 +111,38 @@ class GcpFlavor:
         if not path.startswith(PREFIX):
             return page(404, "Not Found", NOT_FOUND.format(path))
         segments = [s for s in path[len(PREFIX):].split("/")]
-        first = self._render(request, caller, view, segments, query, now)
-        if not isinstance(first, Response) or not query["wait_for_change"] or first.status != 200:
+        mine = self._own(caller, view)
+        first = self._render(request, caller, view, segments, query, now, mine)
+        if first.status == 200 and "service-accounts" not in segments:
+            # The same answer until the VM's events change (the driver's cache checks the
+            # node's incarnation) or a warning window opens; tokens change with the clock.
+            first = dataclasses.replace(first, cache_until=self._wake_at(mine, now, math.inf))
+        if not query["wait_for_change"] or first.status != 200:
             return first
         seen = dict(first.headers)["ETag"]
         last = query["last_etag"]
         if last is not None and last != seen:
             return first
         deadline = now + query["timeout_sec"]
-        before = [tuple(self._own(caller, view)), self._wake_at(caller, view, now, deadline)]
+        before = [tuple(mine), self._wake_at(mine, now, deadline)]
+        watch = frozenset((caller.name,))  # GCE's keys speak of this instance alone (events.own)
 
         def resume(view: EventView, now: float) -> Answer:
-            own = tuple(self._own(caller, view))
+            mine = self._own(caller, view)
+            own = tuple(mine)
             if own == before[0] and now < before[1]:
                 # A change on the node that does not concern this VM (most wakes of a
                 # broadcast): the answer is the same, so it is not rendered again.
-                return Wait(before[1], resume)
-            current = self._render(request, caller, view, segments, query, now)
+                return Wait(before[1], resume, watch)
+            current = self._render(request, caller, view, segments, query, now, mine)
             if not isinstance(current, Response) or current.status != 200 or dict(current.headers)["ETag"] != seen:
                 return current
             if now >= deadline:
                 return current
-            before[:] = [own, self._wake_at(caller, view, now, deadline)]
-            return Wait(before[1], resume)
+            before[:] = [own, self._wake_at(mine, now, deadline)]
+            return Wait(before[1], resume, watch)
 
-        return Wait(before[1], resume)
+        return Wait(before[1], resume, watch)
 
     # -- the parts ------------------------------------------------------------------------
 
@@ -177,15 +186,16 @@ class GcpFlavor:
     def _own(self, caller: VmIdentity, view: EventView) -> list:
         return gcp_events.own(view.events_for(caller.name, caller.availability_set), caller.name)
 
-    def _wake_at(self, caller: VmIdentity, view: EventView, now: float, deadline: float) -> float:
-        """The deadline, or earlier when a warning window opens before it."""
-        opens = self.warnings.next_change(self._own(caller, view), now)
+    def _wake_at(self, own: list, now: float, deadline: float) -> float:
+        """The deadline, or earlier when a warning window of the VM's ``own`` events opens before it."""
+        opens = self.warnings.next_change(own, now)
         return deadline if opens is None else min(deadline, opens)
 
     def _render(self, request: Request, caller: VmIdentity, view: EventView, segments: list[str],
-                query: dict, now: float) -> Response:
-        """The answer to a GET of ``PREFIX + "/".join(segments)`` for ``caller`` at ``now``."""
-        own = self._own(caller, view)
+                query: dict, now: float, own: list | None = None) -> Response:
+        """The answer to a GET of ``PREFIX + "/".join(segments)`` for ``caller`` at ``now``
+        (``own``: its own events, when the caller computed them already)."""
+        own = self._own(caller, view) if own is None else own
         value = self.warnings.value(caller.name, own, now)
         root = tree.Dir({"instance": tree.instance_tree(caller, own, value), "project": tree.project_tree(caller)})
         node: object = root

@@ -11,14 +11,18 @@ from the moment it is scheduled.
 ==================================  =====  ===========  ================================
 ``--type``                          kind   notice       default impact
 ==================================  =====  ===========  ================================
-``MIGRATE_ON_HOST_MAINTENANCE``     pause  60 s         0.3 s (a live migration's blackout)
-``TERMINATE_ON_HOST_MAINTENANCE``   reboot 60 s         60 s (stopped, then restarted:
+``MIGRATE_ON_HOST_MAINTENANCE``     pause  60 s         0.3 s (a live migration's blackout;
+                                                        moved to another node meanwhile)
+``TERMINATE_ON_HOST_MAINTENANCE``   reboot 60 s         60 s (stopped, then restarted if
                                                         ``automatic-restart`` is TRUE)
 ``preemption``                      stop   30 s         none: the VM is stopped at NotBefore
 ==================================  =====  ===========  ================================
 
 A maintenance walk (``netsim maintenance start``) and service healing file reboots, which
-this flavor shows as ``TERMINATE_ON_HOST_MAINTENANCE``.
+this flavor shows as ``TERMINATE_ON_HOST_MAINTENANCE``. The planner applies each VM's
+scheduling from the topology (:func:`netsim.model.gcedata.host_maintenance_policy`): a
+pause of a VM whose ``on_host_maintenance`` is MIGRATE moves it to another node; a reboot
+of a VM without ``automatic_restart`` leaves it stopped until ``netsim vm start``.
 
 **The warning rule** (section 4.2: "the 60-s warning is given only if the key has been
 queried at least once since the last maintenance event; otherwise the event starts

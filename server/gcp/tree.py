@@ -66,13 +66,15 @@ def zone_of(caller: VmIdentity) -> str:
 
 
 def project_id(caller: VmIdentity) -> str:
-    """The project: the datacenter's resource group (``netsim-DC``)."""
-    return caller.resource_group
+    """The project: the topology's ``[project] id``, else the datacenter's resource group
+    (``netsim-DC``)."""
+    return caller.gce.project_id or caller.resource_group
 
 
 def project_number(caller: VmIdentity) -> int:
-    """The numeric project id (12 digits, stable per project)."""
-    return _number(project_id(caller), 12)
+    """The numeric project id: the topology's ``[project] number``, else 12 digits derived
+    from the project id (stable per project)."""
+    return caller.gce.project_number or _number(project_id(caller), 12)
 
 
 def instance_id(caller: VmIdentity) -> int:
@@ -136,6 +138,10 @@ def instance_tree(caller: VmIdentity, events: list[Event], maintenance_event: st
     return out
 
 
+def _flag(value: bool) -> str:
+    return "TRUE" if value else "FALSE"
+
+
 @functools.lru_cache(maxsize=8192)
 def _static_instance(caller: VmIdentity) -> Dir:
     """What of ``instance/`` depends on the caller alone, built once per identity (a wake of
@@ -147,8 +153,10 @@ def _static_instance(caller: VmIdentity) -> Dir:
     tags = [caller.availability_set] if caller.availability_set else []
     return Dir({
         # The topology's user data is the VM's startup script (GCE's user-data key).
+        # The topology's instance metadata ([[vm]] metadata) wins over its tags.
         "attributes": UserDir({**dict(caller.tags),
-                               **({"startup-script": caller.user_data} if getattr(caller, "user_data", "") else {})}),
+                               **({"startup-script": caller.user_data} if getattr(caller, "user_data", "") else {}),
+                               **dict(caller.gce.attributes)}),
         "cpu-platform": CPU_PLATFORM,
         "description": "",
         "hostname": f"{caller.name}.{zone}.c.{project_id(caller)}.internal",
@@ -159,7 +167,9 @@ def _static_instance(caller: VmIdentity) -> Dir:
         "name": caller.name,
         "network-interfaces": Dir({"0": _network(caller)}),
         "preempted": None,
-        "scheduling": Dir({"automatic-restart": "TRUE", "on-host-maintenance": "MIGRATE", "preemptible": "FALSE"}),
+        "scheduling": Dir({"automatic-restart": _flag(caller.gce.automatic_restart),
+                           "on-host-maintenance": caller.gce.on_host_maintenance,
+                           "preemptible": _flag(caller.gce.preemptible)}),
         "service-accounts": Dir({"default": account, email: account}),
         "tags": tags,
         "upcoming-maintenance": None,
@@ -170,7 +180,7 @@ def _static_instance(caller: VmIdentity) -> Dir:
 @functools.lru_cache(maxsize=8192)
 def project_tree(caller: VmIdentity) -> Dir:
     """The ``project/`` directory."""
-    return Dir({"attributes": UserDir(), "numeric-project-id": project_number(caller),
+    return Dir({"attributes": UserDir(caller.gce.project_attributes), "numeric-project-id": project_number(caller),
                 "project-id": project_id(caller)})
 
 

@@ -7,7 +7,7 @@ def test_fixtures_are_documented(pytester):
     result = pytester.runpytest("--fixtures")
     out = result.stdout.str()
     for fixture in ("datacenter_factory", "datacenter", "host_exec", "assert_reachable", "assert_unreachable",
-                    "netsim_state_dir"):
+                    "netsim_state_dir", "fault"):
         assert fixture in out
     assert "no docstring available" not in out.split("netsim.harness.pytest_plugin")[-1]
 

@@ -28,6 +28,17 @@ def require_root() -> None:
         pytest.skip(reason)
 
 
+def installed(path: "os.PathLike[str] | str", what: str) -> str:
+    """``path`` (a client scripts/setup installs) if it exists; else skip, or under CI=true
+    fail, saying that scripts/setup installs ``what``."""
+    if not os.path.exists(path):
+        reason = f"{path} is missing: run scripts/setup (it installs {what})"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return str(path)
+
+
 def make_vm(name: str = "vm1", **kw) -> VmIdentity:
     """An identity with test defaults (availability set ``web``, a MAC, a routable address)."""
     defaults = dict(vm_id=VM_ID, node="n1", update_domain=1, fault_domain=0, availability_set="web",

@@ -12,6 +12,7 @@ and the VMs' ``/metadata/scheduledevents`` keeps answering 200.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -29,6 +30,8 @@ from netsim.harness.pytest_plugin import unique_name
 from netsim.model import load
 
 SCHEDULED = "http://169.254.169.254/metadata/scheduledevents?api-version=2020-07-01"
+PLAYBOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "netsim", "experiments", "examples",
+                        "playbook.toml")  # a good experiment file, for the rows about the other arguments
 
 # (subcommand, arguments, what stderr must say). "{dc}" is the module's datacenter,
 # "{garbage}", "{fd0}", "{ud}" topology files of binary bytes, fault_domains = 0 and a
@@ -41,6 +44,9 @@ ROWS = [
     ("up", ["{fd0}"], "fault_domains"),
     ("up", ["{ud}"], "update_domain must be an integer from 0 to 19"),
     ("up", ["/nonexistent/dir/dc.toml"], "cannot read the topology file"),
+    ("up", ["{ctr}"], "field 'vm[0].containers': container name 'Bad_Name' must start with a lowercase letter"),
+    ("up", ["{mi}"], "field 'vm[0].identity': unknown identity 'nobody'"),
+    ("up", ["{tags}"], "field 'vm[0].tags': must be a table"),
     ("down", ["--name", "../x"], "lowercase letter"),
     ("down", ["--name", "nosuchdc"], "'nosuchdc'"),
     ("cleanup", ["--name", ""], "datacenter name ''"),
@@ -49,6 +55,8 @@ ROWS = [
     ("exec", ["--name", "{dc}", "web1", "--", "/nonexistent/bin"], "cannot run '/nonexistent/bin'"),
     ("exec", ["--name", "{dc}", "nosuchvm", "--", "true"], "no host 'nosuchvm'"),
     ("exec", ["--name", "{dc}", "web1"], "give a command after '--'"),
+    ("exec", ["--name", "{dc}", "web1/unknown", "--", "true"], "VM 'web1' has no container 'unknown'"),
+    ("exec", ["--name", "{dc}", "nosuchvm/c1", "--", "true"], "no VM 'nosuchvm'"),
     ("reach", ["--name", "{dc}", "--timeout", "nan"], "--timeout: must be a number"),
     ("reach", ["--timeout", "-1"], "cannot be negative"),
     ("demo", ["--rate", "0"], "--rate: must be a number from 0 (excluded)"),
@@ -85,6 +93,29 @@ ROWS = [
     ("watch", ["--count", "-1"], "--count: must be an integer"),
     ("daemon", ["--name", "{dc}", "stop"], "invalid choice"),
     ("daemon", ["start", "--name", ""], "datacenter name ''"),
+    ("fault add", ["web1"], "a fault needs an HTTP option"),
+    ("fault add", ["web1", "--http", "200"], "--http: must be an integer from 400 to 599"),
+    ("fault add", ["web1", "--loss", "nan"], "--loss: must be a number from 0 (excluded) to 100 percent"),
+    ("fault add", ["web1", "--delay", "inf"], "--delay: must be a number from 0 to 600000 ms"),
+    ("fault add", ["web1", "--probability", "2", "--http", "500"], "--probability: must be a number"),
+    ("fault add", ["web1", "--http", "503", "--loss", "5"], "one fault is of one kind"),
+    ("fault add", ["web1", "--hang", "--reset"], "does one of --http, --hang, --reset, --truncate, --rate"),
+    ("fault add", ["all", "--partition"], "takes a VM (cut from its metadata service) or node:NAME"),
+    ("fault add", ["web1", "--reorder", "5", "--loss", "1"], "--reorder needs --latency"),
+    ("fault add", ["web1", "--path", "x", "--http", "500"], "--path is a path prefix starting with '/'"),
+    ("fault add", ["--name", "{dc}", "nosuchvm", "--http", "500"], "no vm 'nosuchvm'"),  # the daemon's answer
+    ("fault add", ["--name", "{dc}", "node:n9", "--partition"], "no node 'n9'"),
+    ("fault list", ["--name", "../x"], "lowercase letter"),
+    ("fault clear", ["--name", "{dc}"], "one of the arguments id --all is required"),
+    ("fault clear", ["--name", "{dc}", "fault-999"], "no fault 'fault-999'"),
+    ("experiment run", ["{garbage}"], "not a TOML text file"),
+    ("experiment run", ["{fd0}"], "unknown table [node]"),
+    ("experiment run", ["/nonexistent/dir/x.toml"], "cannot read the experiment file"),
+    ("experiment run", [PLAYBOOK, "--json", "/nonexistent/dir/r.json"], "cannot write the JSON report"),
+    ("experiment run", [PLAYBOOK, "--svg", "/"], "cannot write the SVG timeline"),
+    ("experiment run", [PLAYBOOK, "--name", "../x"], "lowercase letter"),
+    ("experiment check", ["{garbage}"], "not a TOML text file"),
+    ("experiment check", ["{ud}"], "unknown table"),
 ]
 
 
@@ -103,7 +134,10 @@ def topology_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     files = {"garbage": bytes(range(256)) * 16,
              "fd0": b'[[node]]\nname = "n1"\n[[availability_set]]\nname = "s"\nfault_domains = 0\n'
                     b'[[vm]]\nname = "v1"\navailability_set = "s"\n',
-             "ud": b'[[node]]\nname = "n1"\n[[vm]]\nname = "v1"\nupdate_domain = 99999999999999999999\n'}
+             "ud": b'[[node]]\nname = "n1"\n[[vm]]\nname = "v1"\nupdate_domain = 99999999999999999999\n',
+             "ctr": b'[[node]]\nname = "n1"\n[[vm]]\nname = "v1"\ncontainers = ["Bad_Name"]\n',
+             "mi": b'[[node]]\nname = "n1"\n[[vm]]\nname = "v1"\nidentity = ["system", "nobody"]\n',
+             "tags": b'[[node]]\nname = "n1"\n[[vm]]\nname = "v1"\ntags = "env=prod"\n'}
     paths = {}
     for key, data in files.items():
         path = folder / f"{key}.toml"

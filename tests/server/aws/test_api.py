@@ -11,6 +11,7 @@ import pytest
 
 from netsim_imds.aws import events as aws_events
 from netsim_imds.aws.api import AwsConfig, AwsFlavor
+from netsim_imds.aws.tokens import RECENT, TokenIssuer
 from netsim_imds.aws.tree import instance_id
 from netsim_imds.events import Event, EventStore, Kind, Status
 from netsim_imds.response import Response
@@ -200,3 +201,49 @@ def test_an_instance_sees_only_its_own_events_not_its_availability_sets(api) -> 
     assert json.loads(call(api, "/latest/meta-data/events/maintenance/scheduled", events=store).body) == []
     assert len(json.loads(call(api, "/latest/meta-data/events/maintenance/scheduled", events=store,
                                caller=make_vm("vm2")).body)) == 1
+
+
+def test_a_token_is_checked_the_same_from_the_recent_cache_and_from_its_mac() -> None:
+    issuer = TokenIssuer(b"k" * 32)
+    token = issuer.mint("vm-a", 60, T0)
+    # the issuer remembers it; a second one with the node's secret checks its MAC only
+    for checker in (issuer, TokenIssuer(b"k" * 32)):
+        assert checker.valid(token, "vm-a", T0 + 59.9)
+        assert not checker.valid(token, "vm-b", T0)  # another VM's
+        assert not checker.valid(token, "vm-a", T0 + 60)  # expired
+    assert not TokenIssuer(b"j" * 32).valid(token, "vm-a", T0)  # another node's
+    for i in range(RECENT + 1):  # the cache is emptied when full: the MAC still says yes
+        issuer.mint("vm-a", 60, T0 + i)
+    assert issuer.valid(token, "vm-a", T0)
+
+
+class CountingView(EventStore):
+    """An EventStore that counts how often the flavor reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def events_for(self, vm: str, avset: str = "") -> tuple:
+        self.reads += 1
+        return super().events_for(vm, avset)
+
+    def history_for(self, vm: str, avset: str = "") -> tuple:
+        self.reads += 1
+        return super().history_for(vm, avset)
+
+
+def test_static_items_are_answered_without_reading_the_events_and_lazy_ones_only_when_served(api) -> None:
+    view = CountingView()
+    for path in ("instance-id", "placement/region", "network/interfaces/macs/", "mac"):
+        assert call(api, f"/latest/meta-data/{path}", events=view).status == 200
+    assert call(api, "/2021-03-23/meta-data/local-ipv4", events=view).status == 200
+    assert view.reads == 0
+    assert call(api, "/latest/meta-data/events/maintenance/scheduled", events=view).body == b"[]"
+    assert view.reads == 1  # the live events; the history is not read for the scheduled ones
+    assert call(api, "/latest/meta-data/events/maintenance/history", events=view).body == b"[]"
+    assert view.reads == 3
+    listing = call(api, "/latest/meta-data/events/", events=view).body.decode().split("\n")
+    assert listing == ["maintenance/", "recommendations/"]
+    assert call(api, "/latest/meta-data/events/recommendations/", events=view).body == b""
+    assert call(api, "/latest/meta-data/events/recommendations/rebalance", events=view).status == 404

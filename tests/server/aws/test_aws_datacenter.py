@@ -19,6 +19,7 @@ import pytest
 from netsim.kernel import hostexec, netns, nft
 from netsim.kernel.rtnl import Rtnl
 from netsim.model import names
+from tests.server.aws.support import IMDS, NETSIM, NO_PROXY, curl, link_up, netsim, status, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -40,10 +41,6 @@ name = "a2"
 http_tokens = "required"
 hop_limit = 2
 """
-
-IMDS = "http://169.254.169.254"
-NETSIM = os.path.join(os.path.dirname(sys.executable), "netsim")
-NO_PROXY = {**os.environ, "NO_PROXY": "*", "no_proxy": "*"}
 
 # AWS's documented form (instancedata-data-retrieval): a token, then GETs with it.
 CURL_V2 = ('TOKEN=`curl -s -X PUT "http://169.254.169.254/latest/api/token" '
@@ -93,24 +90,6 @@ def aws_dc(datacenter_factory):
 
 def sh(dc, vm: str, script: str, timeout: float = 20) -> subprocess.CompletedProcess:
     return dc.run(vm, ["sh", "-c", script], timeout=timeout, env=NO_PROXY)
-
-
-def curl(dc, vm: str, path: str, *args: str) -> str:
-    out = dc.run(vm, ["curl", "-s", "--max-time", "5", *args, f"{IMDS}{path}"], env=NO_PROXY)
-    return out.stdout
-
-
-def status(dc, vm: str, path: str, *args: str) -> str:
-    return curl(dc, vm, path, "-o", "/dev/null", "-w", "%{http_code}", *args)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_curl_in_the_form_of_aws_docs_reads_the_tree_over_imdsv2(aws_dc) -> None:
@@ -208,11 +187,6 @@ def test_a_token_put_from_behind_the_vm_dies_with_hop_limit_1_and_arrives_with_2
         assert out.returncode == 0 and len(out.stdout) == 44
 
 
-def netsim(dc, *args: str) -> str:
-    return subprocess.run([NETSIM, *args, "--name", dc.name], check=True, capture_output=True, text=True,
-                          timeout=30).stdout
-
-
 def test_events_added_in_aws_words_are_seen_in_aws_shapes_and_made_real(aws_dc) -> None:
     netsim(aws_dc, "event", "add", "a1", "--type", "system-reboot", "--in", "1", "--duration", "1")
     (event,) = json.loads(curl(aws_dc, "a1", "/latest/meta-data/events/maintenance/scheduled"))
@@ -245,11 +219,6 @@ def test_events_added_in_aws_words_are_seen_in_aws_shapes_and_made_real(aws_dc) 
     assert curl(aws_dc, "a1", "/latest/meta-data/instance-life-cycle") == "spot"
     ns = aws_dc.namespace("a1")
     wait_until(lambda: not os.path.exists(f"/run/netns/{ns}"), 15, "the spot interruption to remove the VM")
-
-
-def link_up(dc, vm: str) -> bool:
-    with Rtnl.in_namespace(dc.namespace(vm)) as sock:
-        return bool(sock.link_state(names.NIC_INDEX)[1])
 
 
 def test_netsim_events_shows_and_cancel_takes_the_ids_the_vm_sees(aws_dc) -> None:

@@ -11,18 +11,14 @@ installs it there), never in netsim's.
 from __future__ import annotations
 
 import json
-import pathlib
-import subprocess
 
 import pytest
 
 from netsim.kernel import hostexec
-from tests.server.aws.test_aws_datacenter import NO_PROXY, routed_behind
-from tests.server.support import in_ci
+from tests.server.aws.support import NO_PROXY, clients_with
+from tests.server.aws.test_aws_datacenter import routed_behind
 
 pytestmark = pytest.mark.root
-
-CLIENTS = pathlib.Path(__file__).resolve().parents[3] / ".venv-clients" / "bin" / "python"
 
 TOPOLOGY = """
 [datacenter]
@@ -67,13 +63,7 @@ ENV = {**{k: v for k, v in NO_PROXY.items() if not k.startswith("AWS_")}, "HOME"
 
 @pytest.fixture
 def clients() -> str:
-    if not CLIENTS.exists() or subprocess.run([str(CLIENTS), "-c", "import botocore"],
-                                              capture_output=True).returncode != 0:
-        reason = f"botocore is missing from {CLIENTS}: run scripts/setup (it installs botocore there)"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return str(CLIENTS)
+    return clients_with("botocore")
 
 
 @pytest.fixture
