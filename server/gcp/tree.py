@@ -34,6 +34,10 @@ IMAGE = "projects/debian-cloud/global/images/debian-12-bookworm-v20240910"
 CPU_PLATFORM = "Intel Broadwell"
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 TOKEN_LIFETIME = 3600
+TOKEN_MIN_REMAINING = 300
+"""Google's metadata server hands a cached access token out only while it has at least 5
+minutes left, then a new one: a client (google-auth counts a token expiring within 3 m 45 s
+as invalid) never gets one it would refresh at once."""
 _ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
 
 
@@ -88,10 +92,13 @@ def service_account(caller: VmIdentity) -> str:
 
 
 def access_token(caller: VmIdentity, now: float) -> dict[str, object]:
-    """A fake access token in Google's JSON shape; rotates every hour, counting down."""
-    start = int(now // TOKEN_LIFETIME) * TOKEN_LIFETIME
+    """A fake access token in Google's JSON shape, counting down: a new one every
+    ``TOKEN_LIFETIME - TOKEN_MIN_REMAINING`` seconds, each valid ``TOKEN_LIFETIME`` from its
+    issue, so ``expires_in`` stays between TOKEN_MIN_REMAINING - 1 and TOKEN_LIFETIME."""
+    period = TOKEN_LIFETIME - TOKEN_MIN_REMAINING
+    start = int(now // period) * period
     digest = hashlib.sha256(f"{caller.vm_id}/{start}".encode()).hexdigest()
-    return {"access_token": f"ya29.netsim-{digest}", "expires_in": max(1, int(start + TOKEN_LIFETIME - now) - 1),
+    return {"access_token": f"ya29.netsim-{digest}", "expires_in": int(start + TOKEN_LIFETIME - now) - 1,
             "token_type": "Bearer"}
 
 

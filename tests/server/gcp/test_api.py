@@ -190,3 +190,18 @@ def test_the_vms_user_data_is_its_startup_script(flavor) -> None:
     assert body == b"#!/bin/sh\necho hello"
     doc = json.loads(call(flavor, "/computeMetadata/v1/instance/?recursive=true", vm=vm).body)
     assert doc["attributes"] == {"startup-script": "#!/bin/sh\necho hello"}  # user keys stay verbatim
+
+
+def test_a_token_is_never_handed_out_with_less_than_five_minutes_left() -> None:
+    from netsim_imds.gcp.tree import TOKEN_LIFETIME, TOKEN_MIN_REMAINING, access_token
+    from netsim_imds.identity import VmIdentity
+
+    vm = VmIdentity(name="vm1", vm_id="11111111-2222-4333-8444-555555555555", node="n1")
+    period = TOKEN_LIFETIME - TOKEN_MIN_REMAINING
+    seen = {}
+    for t in (period * 100 - 0.5, period * 100, period * 100 + 1, period * 100 + period / 2):
+        tok = access_token(vm, t)
+        assert TOKEN_MIN_REMAINING - 1 <= tok["expires_in"] < TOKEN_LIFETIME, (t, tok)
+        seen[t] = tok["access_token"]
+    # the same token counts down within a period; the edge of a period brings a new one
+    assert seen[period * 100] == seen[period * 100 + 1] != seen[period * 100 - 0.5]
