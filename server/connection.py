@@ -61,7 +61,7 @@ class Connection(FaultedRequests, ParkedRequests, asyncio.Protocol):
         self.memory_paused = False
         self.reading = True
         self.parked: Parked | None = None
-        self.options: sockopts.Applied | None = None  # socket options a response set
+        self.options: sockopts.Applied | None = None  # socket options a response set (empty or None: none)
         self.chunk: bytes | None = None  # bytes received alone on an idle connection, being answered
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -174,7 +174,7 @@ class Connection(FaultedRequests, ParkedRequests, asyncio.Protocol):
         # (netsim_imds.answers). Anything else (a pipelined batch, a partial request,
         # a paused or parked connection, socket options) takes the parser's path.
         if (self.caller is not None and not parser.buffered and parser.state is State.HEAD and not queued
-                and self.reading and not self.write_paused and self.parked is None and self.options is None
+                and self.reading and not self.write_paused and self.parked is None and not self.options
                 and not owner.faults.faults):  # a fault may apply to these bytes (netsim_imds.faults)
             now = time.time()
             hit = self.node.answers.get(self.caller, data, self.node.events.document_incarnation, now,
@@ -301,7 +301,7 @@ class Connection(FaultedRequests, ParkedRequests, asyncio.Protocol):
             # Read before the flavor runs: a change meanwhile must not be cached as seen.
             incarnation = node.events.document_incarnation if chunk is not None else 0
             response = node.flavor.handle(request, caller, node.events, now)
-            if response.__class__ is Response and not response.socket_options and self.options is None:
+            if response.__class__ is Response and not response.socket_options and not self.options:
                 # The usual answer: no wait, no socket option (the keep-alive fast path).
                 wire = serialize(response, keep_alive=request.keep_alive, date=date,
                                  head=request.method == "HEAD", http10=request.http_version == "1.0")
@@ -330,7 +330,7 @@ class Connection(FaultedRequests, ParkedRequests, asyncio.Protocol):
         if response.__class__ is FaultedResponse:
             self._emit_faulted(request, cast(FaultedResponse, response), date, out)
             return
-        if response.socket_options or self.options is not None:
+        if response.socket_options or self.options:
             self._socket_options(response, out)
         try:
             out.append(serialize(response, keep_alive=request.keep_alive, date=date,
@@ -349,8 +349,8 @@ class Connection(FaultedRequests, ParkedRequests, asyncio.Protocol):
                 transport.write(b"".join(out))
                 out.clear()
             self.options = sockopts.apply(transport, response.socket_options, self.options)
-        elif self.options is not None and not out and sockopts.restore_if_sent(transport, self.options):
-            self.options = None
+        elif self.options and not out and sockopts.restore_if_sent(transport, self.options):
+            self.options.clear()  # empty: nothing to restore; it keeps the socket object for the next reply
 
     def expire(self, now: float) -> None:
         """Drop the connection if its deadline passed (408 if a request was in progress);
