@@ -18,7 +18,9 @@ An aws datacenter of 100 nodes x 10 VMs (``--quick``: 10 x 10), static link-loca
    before the next sample.
 
 Run as root, under the shared lock: flock /tmp/netsim-bench.lock .venv/bin/python bench/aws.py
-[--quick] [--duration S] [--samples N]. No traffic starts in the host's namespace.
+[--quick] [--duration S] [--samples N] [--profile FILE] [--timeline FILE] (each pair's due time
+and latency, to see whether a p99 is a queue or a few stalls). No traffic starts in the host's
+namespace.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.pair: list[float] = []
+        self.pair_at: list[float] = []  # each pair's scheduled time (perf_counter), for --timeline
         self.put: list[float] = []
         self.get: list[float] = []
         self.errors: collections.Counter[str] = collections.Counter()
@@ -141,6 +144,7 @@ class TokenPair(asyncio.Protocol):
             self.stats.errors[error] += 1
         elif latency is not None:
             self.stats.pair.append(latency)
+            self.stats.pair_at.append(self.due_at)
             if latency > TIMEOUT_S:
                 self.stats.errors[f"pair answered later than {TIMEOUT_S:g} s"] += 1
         self.busy = False
@@ -184,9 +188,12 @@ async def tokens(dc: RunningDatacenter, duration: float, rate: float, profile: s
         idle = (proc_cpu(pid) - idle0) / 2.0
         spy = None
         if profile:  # py-spy reads the daemon's memory: it sends no traffic
+            # --nonblocking, 250 Hz: stopping the daemon 500 times a second (py-spy's default)
+            # made its p50 500 ms; the profile is then a little less exact, the load the same.
             spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--pid",
-                                    str(pid), "--rate", "500", "--duration", str(int(duration)), "--format", "raw",
-                                    "-o", profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    str(pid), "--nonblocking", "--rate", "250", "--duration", str(int(duration)),
+                                    "--format", "raw", "-o", profile], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
         cpu0, own0, busy0, start = proc_cpu(pid), _own_cpu(), _machine_busy(), time.perf_counter()
         offset = loop.time() - start  # perf_counter -> loop clock
         count = int(duration * rate)
@@ -328,6 +335,7 @@ def main() -> int:
                                                              f"(default {RATE:g}: 5 requests a second)")
     ap.add_argument("--skip", choices=("tokens", "events"), help="leave one part out")
     ap.add_argument("--profile", metavar="FILE", help="py-spy samples of the daemon during the token load")
+    ap.add_argument("--timeline", metavar="FILE", help="each pair's scheduled time and latency (s), one a line")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/aws.py needs root", file=sys.stderr)
@@ -350,6 +358,10 @@ def main() -> int:
     row("figure", "value", "goal")
     if t is not None:
         s: Stats = t["stats"]
+        if args.timeline:
+            with open(args.timeline, "w") as f:
+                first = min(s.pair_at, default=0.0)
+                f.writelines(f"{at - first:.6f} {lat:.6f}\n" for at, lat in zip(s.pair_at, s.pair))
         pairs, busy = len(s.pair), t["cpu"] - t["idle"] * t["seconds"]
         row(f"VMs, each a token PUT + GET pair {t['rate']:g} times a second", t["vms"])
         row("pairs answered / scheduled", f"{pairs}/{s.scheduled}")
@@ -359,6 +371,10 @@ def main() -> int:
         row("token PUT alone, p99 (ms)", f"{ms(s.put, 99):.2f}")
         row("GET with the token alone, p99 (ms)", f"{ms(s.get, 99):.2f}")
         row("pairs due while the previous one was in flight", s.waited)
+        slow = [at for at, lat in zip(s.pair_at, s.pair) if lat > 0.020]
+        # Few windows: the p99 is made of stalls (the machine's other work), not of a queue.
+        windows = len({int(at * 10) for at in slow})
+        row("pairs later than 20 ms / the 100-ms windows they were due in", f"{len(slow)}/{windows}")
         row("generator's own lag (timer fired late), p99 (ms)", f"{ms(s.late, 99):.2f}")
         row("errors", sum(s.errors.values()), "0")
         for what, n in s.errors.most_common(5):

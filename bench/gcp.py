@@ -87,10 +87,11 @@ async def run(dc: RunningDatacenter, profile: str | None = None) -> dict:
             woken[vm] = time.perf_counter()
 
     tasks = [asyncio.create_task(wait(vm)) for vm in vms]
+    await asyncio.sleep(0)  # every reader task waits in its read before the clock starts (not 1,000 first steps)
     spy = None
     if profile:  # py-spy samples the daemon around the wake (it sends no traffic)
         spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--pid", str(pid),
-                                "--rate", "1000", "--duration", "2", "--nonblocking", "--format", "raw",
+                                "--rate", "4000", "--duration", "2", "--nonblocking", "--format", "raw",
                                 "-o", profile], stdout=subprocess.DEVNULL)
         await asyncio.sleep(0.5)
     start = time.perf_counter()

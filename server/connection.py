@@ -92,6 +92,8 @@ class Connection(FaultedRequests, ParkedRequests, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.options is not None:
+            self.options.close()
         if not self.admitted:
             return
         self.admitted = False
@@ -173,8 +175,9 @@ class Connection(FaultedRequests, ParkedRequests, asyncio.Protocol):
         # A request alone on an idle connection, nobody waiting: maybe answered before
         # (netsim_imds.answers). Anything else (a pipelined batch, a partial request,
         # a paused or parked connection, socket options) takes the parser's path.
-        if (self.caller is not None and not parser.buffered and parser.state is State.HEAD and not queued
-                and self.reading and not self.write_paused and self.parked is None and not self.options
+        if (self.node.keeps_answers and self.caller is not None and not parser.buffered
+                and parser.state is State.HEAD and not queued and self.reading and not self.write_paused
+                and self.parked is None and not self.options
                 and not owner.faults.faults):  # a fault may apply to these bytes (netsim_imds.faults)
             now = time.time()
             hit = self.node.answers.get(self.caller, data, self.node.events.document_incarnation, now,
@@ -349,8 +352,8 @@ class Connection(FaultedRequests, ParkedRequests, asyncio.Protocol):
                 transport.write(b"".join(out))
                 out.clear()
             self.options = sockopts.apply(transport, response.socket_options, self.options)
-        elif self.options and not out and sockopts.restore_if_sent(transport, self.options):
-            self.options.clear()  # empty: nothing to restore; it keeps the socket object for the next reply
+        elif self.options and not out:
+            sockopts.restore_if_sent(transport, self.options)  # emptied if it did: nothing to restore
 
     def expire(self, now: float) -> None:
         """Drop the connection if its deadline passed (408 if a request was in progress);

@@ -36,7 +36,7 @@ from netsim_imds.fairness import Admission, FairScheduler, Limits, LogLimiter
 from netsim_imds.faults import FaultTable, HttpFault
 from netsim_imds.flavors import Flavor, FlavorFactory
 from netsim_imds.identity import VmIdentity
-from netsim_imds.parking import ParkedIndex
+from netsim_imds.parking import ParkedIndex, writes_batched
 
 log = logging.getLogger("netsim.server")
 
@@ -95,6 +95,8 @@ class Node:
         self.connections: set[Connection] = set()
         self.parked = ParkedIndex()  # connections whose request waits (a flavor's Wait), by what it watches
         self.answers = AnswerCache()  # answers given again while the events stay (netsim_imds.answers)
+        # False: the flavor never lets an answer be kept (netsim_imds.flavors), none is looked for.
+        self.keeps_answers = bool(getattr(flavor, "keeps_answers", True))
 
 
 class MetadataServer:
@@ -191,12 +193,13 @@ class MetadataServer:
     def _wake_notified(self) -> None:
         self._wake = None
         notified, self._notified = self._notified, {}
-        for name, changed in notified.items():
-            node = self._nodes.get(name)
-            if node is not None:
-                node.answers.clear()  # stale now (their incarnation says so too): free them
-            for conn in node.parked.concerned(changed) if node is not None else ():
-                conn.wake(expired=False)
+        with writes_batched():  # the woken answers go out back to back (netsim_imds.parking)
+            for name, changed in notified.items():
+                node = self._nodes.get(name)
+                if node is not None:
+                    node.answers.clear()  # stale now (their incarnation says so too): free them
+                for conn in node.parked.concerned(changed) if node is not None else ():
+                    conn.wake(expired=False)
 
     def drop_caller(self, node_name: str, vm: str) -> int:
         """VM ``vm`` leaves (or left) node ``node_name``: close its connections there, its

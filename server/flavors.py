@@ -12,6 +12,11 @@ maps to no VM), the node's events and the time, and returns
   the deadline passes, then call ``wait.resume(view, now)`` -- the flavor again -- which
   returns a response or another wait. GCE's ``wait_for_change`` is written this way.
 
+A flavor whose answers never carry ``cache_until`` (AWS: rate-limited, every request is
+counted) may say so with a class attribute ``keeps_answers = False``: the driver then
+never looks for a kept answer (:mod:`netsim_imds.answers`) nor reads the node's
+incarnation for one.
+
 The core never names a flavor; a flavor registers itself by name, as aioquic registers
 congestion controls (``register("azure", AzureFlavor)`` in ``netsim_imds/azure``). A name is
 resolved, in order:

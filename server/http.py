@@ -23,6 +23,7 @@ from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from netsim_imds.errors import NetsimError
+from netsim_imds.headcache import HeadCache
 from netsim_imds.parserstate import TRANSITIONS, Input, State, transitions_as_mermaid
 from netsim_imds.request import Headers, Request, make_request
 
@@ -60,9 +61,10 @@ _REQUEST_LINE = re.compile(r"(" + _TOKEN + r") ([\x21-\x7e]+) HTTP/([0-9])\.([0-
 # field-line (RFC 9112 5): token ":" OWS field-value OWS; the value holds visible
 # characters, obs-text, SP and HTAB -- no other control character, so no bare CR.
 # Possessive quantifiers (Python 3.11+) keep this free of backtracking: 2x faster.
-_FIELD_LINE = (_TOKEN + r"):[ \t]*+((?:[^\x00-\x20\x7f]++(?:[ \t]++[^\x00-\x20\x7f]++)*+)?)"
-               r"[ \t]*+\r?\n")
+_FIELD_TEXT = _TOKEN + r"):[ \t]*+((?:[^\x00-\x20\x7f]++(?:[ \t]++[^\x00-\x20\x7f]++)*+)?)[ \t]*+"
+_FIELD_LINE = _FIELD_TEXT + r"\r?\n"
 _FIELD = re.compile(r"(" + _FIELD_LINE)
+_FIELD_ALONE = re.compile(r"(" + _FIELD_TEXT)  # one field line without its end (netsim_imds.headcache)
 _FIELD_BLOCK = re.compile(r"(?:(?:" + _FIELD_LINE + r")*")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
@@ -157,14 +159,7 @@ class RequestParser:
         raw = bytes(buf[:end])
         del buf[:stop]
         self._scanned = 0
-        head = _HEAD_CACHE.get(raw)
-        if head is None:
-            head = _parse_head(raw)
-            if len(raw) <= _CACHED_HEAD_MAX:
-                if len(_HEAD_CACHE) >= _HEAD_CACHE_SIZE:
-                    _HEAD_CACHE.clear()
-                _HEAD_CACHE[raw] = head
-        self._head = head
+        self._head = head = _HEADS.head(raw)
         if head.body_len:
             self._advance(Input.HEAD_WITH_BODY)
             self._continue_due = head.expect_continue
@@ -207,14 +202,6 @@ class _Head(NamedTuple):
     expect_continue: bool = False  # a 1.1 client waits for "100 Continue" before its body
 
 
-# Pollers send the same head again and again (same path, same headers): parsing it
-# once and looking it up by its exact bytes halves the per-request cost. Bounded:
-# small heads only, and the cache is simply emptied when full.
-_HEAD_CACHE: dict[bytes, _Head] = {}
-_HEAD_CACHE_SIZE = 1024
-_CACHED_HEAD_MAX = 2048
-
-
 def _parse_head(raw: bytes) -> _Head:
     """Parse a request head (without its final empty line); raise ProtocolError if bad."""
     text = raw.decode("latin-1")  # one decode; the regexes keep to ASCII where HTTP says so
@@ -244,6 +231,10 @@ def _parse_head(raw: bytes) -> _Head:
     expect_continue = "expect" in lower and _expects_continue(headers, version)
     path, query = _split_target(target, method)
     return _Head(method, target, path, query, headers, keep_alive, version, body_len, expect_continue)
+
+
+_HEADS: HeadCache[_Head] = HeadCache(_parse_head, _FIELD_ALONE, (MAX_HEADER_BYTES, MAX_HEADER_FIELDS))
+"""Heads parsed before, by their bytes and by their prefix (:mod:`netsim_imds.headcache`)."""
 
 
 def _expects_continue(headers: Headers, version: str) -> bool:

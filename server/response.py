@@ -56,6 +56,17 @@ class Response:
     cache_until: float = 0.0
 
 
+def make_response(status: int, body: bytes, content_type: str, headers: tuple[tuple[str, str], ...] = (),
+                  socket_options: tuple[SocketOption, ...] = (), cache_until: float = 0.0) -> Response:
+    """A :class:`Response` built without the frozen dataclass's ``__init__`` (a flavor's hot path)."""
+    # Same object as Response(...), without the per-field object.__setattr__ (as
+    # netsim_imds.request.make_request does for requests).
+    obj = object.__new__(Response)
+    obj.__dict__.update(status=status, body=body, content_type=content_type, headers=headers,
+                        socket_options=socket_options, cache_until=cache_until)
+    return obj
+
+
 def json_response(status: int, value: object, *, headers: tuple[tuple[str, str], ...] = ()) -> Response:
     """A compact JSON response."""
     return Response(status, json.dumps(value, separators=(",", ":")).encode(), JSON, headers)
@@ -75,13 +86,35 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 """The interim response that invites a client waiting on ``Expect: 100-continue`` to send its body."""
 
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in REASONS.items()}
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _SAFE = {JSON, TEXT}
 
+# Flavors answer with a few header sets, again and again (AWS: ``Server: EC2ws`` on every
+# answer, the token's TTL on every PUT): each set is checked and rendered once. Bounded:
+# emptied when full (a Retry-After or an ETag per value is only a few entries).
+_RENDERED: dict[tuple[tuple[str, str], ...], str] = {}
+_RENDERED_MAX = 1024
+_TYPES: set[str] = set(_SAFE)  # Content-Type values already checked
+_TYPES_MAX = 256
+
 
 def _check_header(name: str, value: str) -> None:
-    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name) or _BAD_HEADER.search(value):
+    if not _NAME.fullmatch(name) or _BAD_HEADER.search(value):
         raise LocalProtocolError(f"invalid response header {name!r}: {value!r}")
+
+
+def _rendered(headers: tuple[tuple[str, str], ...]) -> str:
+    """``headers`` as header lines, checked (raises LocalProtocolError for a bad one)."""
+    text = _RENDERED.get(headers)
+    if text is None:
+        for name, value in headers:
+            _check_header(name, value)
+        text = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        _RENDERED[headers] = text
+    return text
 
 
 def serialize(response: Response, *, keep_alive: bool = True, date: str | None = None,
@@ -99,21 +132,23 @@ def serialize(response: Response, *, keep_alive: bool = True, date: str | None =
             raise LocalProtocolError(f"invalid status code {status}")
         line = f"HTTP/1.1 {status} Unknown\r\n".encode()
     body = b"" if head else response.body
-    if response.content_type not in _SAFE:
-        _check_header("Content-Type", response.content_type)
-    elif keep_alive and not http10 and not response.headers and date is not None:
+    content_type = response.content_type
+    if content_type not in _TYPES:
+        _check_header("Content-Type", content_type)
+        if len(_TYPES) >= _TYPES_MAX:
+            _TYPES.intersection_update(_SAFE)
+        _TYPES.add(content_type)
+    headers = response.headers
+    if not headers and keep_alive and not http10 and date is not None:
         # The common case (a keep-alive answer to a poller), in one format and one encode.
-        return line + (f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
-                       f"Date: {date}\r\n\r\n").encode() + body
-    parts = [f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"]
+        return line + (f"Content-Type: {content_type}\r\nContent-Length: {len(response.body)}\r\n"
+                       f"Date: {date}\r\n\r\n").encode("latin-1") + body
+    extra = _rendered(headers) if headers else ""
     if date is not None:
-        parts.append(f"Date: {date}\r\n")
-    for name, value in response.headers:
-        _check_header(name, value)
-        parts.append(f"{name}: {value}\r\n")
+        extra = f"Date: {date}\r\n" + extra
     if not keep_alive:
-        parts.append("Connection: close\r\n")
+        extra += "Connection: close\r\n"
     elif http10:
-        parts.append("Connection: keep-alive\r\n")
-    parts.append("\r\n")
-    return line + "".join(parts).encode("latin-1") + body
+        extra += "Connection: keep-alive\r\n"
+    return line + (f"Content-Type: {content_type}\r\nContent-Length: {len(response.body)}\r\n"
+                   f"{extra}\r\n").encode("latin-1") + body

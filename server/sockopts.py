@@ -23,33 +23,61 @@ from netsim_imds.response import SocketOption
 
 log = logging.getLogger("netsim.server")
 
+_OUTQ = b"\0\0\0\0"
+
+
 class Applied(dict):
-    """``{(level, option): value before}`` of the options a connection's answers changed,
-    and the socket they were set on (``sock``): asked of the transport once, since uvloop
-    builds a new socket object on every ``get_extra_info("socket")`` (an AWS token PUT and
-    the GET after it would each pay two)."""
+    """``{(level, option): value before}`` of the options a connection's answers changed
+    (empty: none in force), with what stays for the connection's life: the socket they are
+    set on (``sock``), the connection's own value of each option (``own``: asked of the
+    kernel once) and the value last set (``current``). Call :meth:`close` when the
+    connection is lost.
 
-    __slots__ = ("sock",)
+    ``sock`` is a duplicate of the transport's descriptor, made once: uvloop's
+    ``get_extra_info("socket")`` answers an object that builds (and detaches) a new
+    ``socket.socket`` on every ``getsockopt``/``setsockopt``, a third of a token reply's
+    Python (an AWS token PUT and the GET after it would pay four)."""
 
+    __slots__ = ("sock", "owned", "own", "current")
 
-def _socket(transport: asyncio.Transport):
-    return transport.get_extra_info("socket")
+    def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__()
+        self.own: dict[tuple[int, int], int] = {}
+        self.current: dict[tuple[int, int], int] = {}
+        pseudo = transport.get_extra_info("socket")
+        self.sock, self.owned = pseudo, False
+        if pseudo is None:
+            return
+        try:
+            self.sock = pseudo.dup()  # uvloop's and asyncio's transport sockets both have it
+            self.owned = True
+        except OSError:  # out of descriptors: the transport's own object still works, slower
+            pass
+
+    def close(self) -> None:
+        """Close the duplicate descriptor (the connection is lost; nothing is set after it)."""
+        if self.owned:
+            self.owned = False
+            self.sock.close()
 
 
 def apply(transport: asyncio.Transport, options: tuple[SocketOption, ...], applied: Applied | None) -> Applied:
     """Set ``options`` on the transport's socket; returns what to restore (``applied``, or a
     new :class:`Applied`, keeping the first saved value of each option)."""
-    if applied is None:
-        saved = Applied()
-        saved.sock = _socket(transport)
-    else:
-        saved = applied
-    sock = saved.sock
+    saved = applied if applied is not None else Applied(transport)
+    sock, own, current = saved.sock, saved.own, saved.current
+    if sock is None:  # a transport without a socket (none of ours): the answer goes without them
+        return saved
     for level, option, value in options:
+        key = (level, option)
         try:
-            if (level, option) not in saved:
-                saved[(level, option)] = sock.getsockopt(level, option)
-            sock.setsockopt(level, option, value)
+            if key not in saved:
+                if key not in own:
+                    own[key] = current[key] = sock.getsockopt(level, option)
+                saved[key] = own[key]
+            if current.get(key) != value:  # already in force (a reply not yet acknowledged): no call
+                sock.setsockopt(level, option, value)
+                current[key] = value
         except OSError as exc:  # the answer still goes out; the log says it went without the option
             log.error("cannot set socket option (%d, %d) = %d on a client connection: %s", level, option, value,
                       exc.strerror)
@@ -61,22 +89,27 @@ def unacknowledged(transport: asyncio.Transport, sock=None) -> int:
     transport still buffers plus the kernel's send queue (TIOCOUTQ = SIOCOUTQ on TCP);
     ``sock``: the transport's socket, if the caller holds it."""
     buffered = transport.get_write_buffer_size()
-    sock = sock if sock is not None else _socket(transport)
+    sock = sock if sock is not None else transport.get_extra_info("socket")
     if sock is None:
         return buffered
-    (queued,) = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))
+    (queued,) = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, _OUTQ))
     return buffered + queued
 
 
 def restore_if_sent(transport: asyncio.Transport, applied: Applied) -> bool:
     """Put the saved values back if everything written under them is acknowledged; False
-    (nothing changed) otherwise."""
+    (nothing changed) otherwise. Emptied, ``applied`` keeps its socket for the next reply."""
+    sock = applied.sock
+    if sock is None:
+        return False
+    current = applied.current
     try:
-        sock = getattr(applied, "sock", None) or _socket(transport)
         if unacknowledged(transport, sock):
             return False
-        for (level, option), value in applied.items():
-            sock.setsockopt(level, option, value)
+        for key, value in applied.items():
+            sock.setsockopt(key[0], key[1], value)
+            current[key] = value
     except OSError:
         return False
+    applied.clear()
     return True

@@ -29,6 +29,9 @@ class Fleet:
         self._keeps_off: set[str] = set()
         # Azure's Spot eviction (netsim/model/vmdata.py): a preempt stops (deallocates) these.
         self._deallocates: set[str] = set()
+        # The placement as to_dict gives it, kept until the placement changes: the planner is
+        # saved after every input (and copied before it), the placement rarely changes.
+        self._listed: list[list[str]] | None = None
 
     # -- placement ---------------------------------------------------------------------
 
@@ -36,11 +39,14 @@ class Fleet:
         """``vm`` runs on ``node``; ``avset`` None keeps the VM's known availability set."""
         if avset is None:
             avset = self._placement.get(vm, ("", ""))[1]
-        self._placement[vm] = (node, avset)
+        if self._placement.get(vm) != (node, avset):
+            self._placement[vm] = (node, avset)
+            self._listed = None
 
     def remove(self, vm: str) -> None:
         """Forget ``vm`` (it was deleted)."""
         self._placement.pop(vm, None)
+        self._listed = None
         self._stopped.discard(vm)
         self._live_migrates.discard(vm)
         self._keeps_off.discard(vm)
@@ -103,11 +109,11 @@ class Fleet:
 
     def members(self) -> dict[str, list[str]]:
         """``{availability set: [node, ...]}``: the nodes holding VMs of each set."""
-        out: dict[str, list[str]] = {}
+        out: dict[str, dict[str, None]] = {}  # ordered sets: a list's `in` made this quadratic
         for node, avset in self._placement.values():
-            if avset and node not in out.setdefault(avset, []):
-                out[avset].append(node)
-        return out
+            if avset:
+                out.setdefault(avset, {})[node] = None
+        return {avset: list(nodes) for avset, nodes in out.items()}
 
     def spread(self, vms: Sequence[str], candidates: Sequence[str]) -> dict[str, str]:
         """``{vm: target}``: each VM to the least-loaded candidate other than its own node.
@@ -180,7 +186,9 @@ class Fleet:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
-        return {"placement": [[vm, node, avset] for vm, (node, avset) in self._placement.items()],
+        if self._listed is None:
+            self._listed = [[vm, node, avset] for vm, (node, avset) in self._placement.items()]
+        return {"placement": list(self._listed),
                 "nodes": [[n, h.to_dict()] for n, h in self._nodes.items()], "stopped": self.stopped(),
                 "live_migrates": sorted(self._live_migrates), "keeps_off": sorted(self._keeps_off),
                 "deallocates": sorted(self._deallocates)}

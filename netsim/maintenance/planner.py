@@ -35,20 +35,12 @@ from netsim.maintenance.errors import MaintenanceError, UnknownWalk, WalkInProgr
 from netsim.maintenance.fleet import Fleet
 from netsim.maintenance.records import EventRecord, WalkRecord, WalkStatus
 from netsim.maintenance.power import PowerInputs, power_policy
-from netsim.maintenance.walks import WalkTable
+from netsim.maintenance.walks import WalkMember, WalkTable, walk_members  # noqa: F401 (walk_members: here too)
 from netsim.maintenance.tables import DEFAULT_HEARTBEAT_TIMEOUT_S, EventInput, Origin, Phase, WalkInput
 from netsim.model.topology import Datacenter
 
 STATE_VERSION = 2
 """Version of the :meth:`Planner.to_dict` format."""
-
-WalkMember = tuple[str, str, int]
-"""``(vm_name, node, update_domain)``: one VM of a walked availability set."""
-
-
-def walk_members(dc: Datacenter, avset: str) -> list[WalkMember]:
-    """The ``(vm, node, update_domain)`` list of availability set ``avset`` in topology ``dc``."""
-    return [(v.name, v.node, v.update_domain) for v in dc.vms if v.availability_set == avset]
 
 
 class Planner(WalkTable, PowerInputs):
@@ -116,6 +108,11 @@ class Planner(WalkTable, PowerInputs):
         if len(self._fleet.live()) > 1:  # a lone node has nowhere to be healed to (see tick)
             times += self._fleet.heartbeat_deadlines(self._timeout)
         return min(times) if times else None
+
+    def saved_mark(self) -> tuple:
+        """What changes the saved state even when no action comes: the events' deadlines and the
+        nodes' failures (not the heartbeat times, which move every turn and :meth:`grace` resets)."""
+        return min(self._book.deadlines(), default=None), tuple(self._fleet.failed_nodes()), len(self._fleet.live())
 
     def events(self) -> tuple[Event, ...]:
         """Every live event, in the order they were filed."""

@@ -15,7 +15,10 @@ What it holds (schema in :data:`netsim.maintenance.schema.SCHEMA`):
 - ``effect_actions``: the action (JSON) behind each begun effect, so a restarted daemon
   can finish what a crash interrupted;
 - ``planner``: the planner's saved state (:meth:`Planner.to_dict
-  <netsim.maintenance.planner.Planner.to_dict>`) as JSON.
+  <netsim.maintenance.planner.Planner.to_dict>`) as JSON, its fleet's placement apart in
+  ``planner_parts`` (:mod:`netsim.maintenance.plannerrows`); ``faults``: issue 13's
+  (:mod:`netsim.maintenance.faultrows`). A drain's actions are written in a few statements
+  (:mod:`netsim.maintenance.batch`).
 
 Every write is one SQLite transaction (WAL mode): a crash mid-write leaves the state
 before it. Readers are cheap: each node's events are cached until the next write. Writes
@@ -41,8 +44,10 @@ from contextlib import contextmanager
 from netsim_imds.events import Event
 
 from netsim.maintenance.actions import REPOSITORY_ACTIONS, Action, EndEvent, FileEvent, RemoveEvent, UpdateEvent
+from netsim.maintenance.batch import BatchWrites, Staged
 from netsim.maintenance.errors import RepositoryError
-from netsim.model import bounds
+from netsim.maintenance.faultrows import FaultRows
+from netsim.maintenance.plannerrows import PlannerRows
 from netsim.maintenance.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, check_event, event_of, row_of
 from netsim.maintenance.view import ApproveHook, NodeEventView
 
@@ -51,7 +56,7 @@ HISTORY_LIMIT = 1000
 
 
 
-class Repository:
+class Repository(BatchWrites, FaultRows, PlannerRows):
     """The event repository of a datacenter, in the SQLite file ``path``.
 
     ``on_approve`` is the default approval hook of the :class:`NodeEventView` objects
@@ -77,6 +82,8 @@ class Repository:
         self._cache: dict[str, tuple[int, tuple[Event, ...]]] = {}
         self._checked: tuple[Event | None, tuple] = (None, ())  # the last event checked, and its row
         self._history: tuple[Event, ...] | None = None  # cached as _cache (AWS reads it per request)
+        self._staged: Staged | None = None  # the writes of an apply_all under way
+        self._placement_saved: list | None = None  # the planner's placement as last stored (plannerrows)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -135,6 +142,7 @@ class Repository:
                     self._db.execute("ROLLBACK")
                     self._cache.clear()  # it may hold rows of the rolled-back writes
                     self._history = None
+                    self._placement_saved = None
                 raise
             self._depth -= 1
             if self._depth == 0:
@@ -171,6 +179,8 @@ class Repository:
 
     def put_event(self, node: str, event: Event) -> bool:
         """File ``event`` on ``node``, or replace the stored copy; False if it was already so."""
+        if self._staged is not None:  # inside apply_all: written with the batch's statements
+            return self._stage_put(self._staged, node, event)
         if event is not self._checked[0]:  # a walk files one event on many nodes: checked once
             check_event(event)
             self._checked = (event, row_of(event))
@@ -195,6 +205,8 @@ class Repository:
 
     def remove_event(self, node: str, event_id: str) -> bool:
         """Drop ``event_id`` from ``node``; False if it was not there."""
+        if self._staged is not None:
+            return self._stage_remove(self._staged, node, event_id)
         with self.transaction():
             gone = self._db.execute("DELETE FROM events WHERE node = ? AND event_id = ?", (node, event_id)).rowcount
             if gone:
@@ -311,6 +323,8 @@ class Repository:
 
     def finish(self, key: str, at: float | None = None) -> None:
         """Record that the action with this key is applied for good."""
+        if self._staged is not None:
+            return self._staged.done.append((key, time.time() if at is None else at))
         with self.transaction():
             self._db.execute("INSERT INTO applied VALUES (?, 'done', ?) ON CONFLICT (key) DO UPDATE "
                              "SET state = 'done', at = excluded.at", (key, time.time() if at is None else at))
@@ -345,52 +359,6 @@ class Repository:
                 self.end_event(action.event)
             self.finish(action.key, at)
             return True
-
-    # -- planner state -----------------------------------------------------------------
-
-    def save_planner(self, state: dict) -> None:
-        """Store the planner's state (replacing the previous one)."""
-        text = json.dumps(state, separators=(",", ":"))
-        with self.transaction():
-            self._db.execute("INSERT INTO planner VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-                             (text,))
-
-    def load_planner(self) -> dict | None:
-        """The planner state last saved, or None."""
-        with self._lock:
-            row = self._db.execute("SELECT state FROM planner WHERE id = 1").fetchone()
-        return json.loads(row[0]) if row else None
-
-    # -- faults (issue 13) ----------------------------------------------------------------
-
-    def put_fault(self, seq: int, fault: dict) -> None:
-        """Store fault ``fault-<seq>`` (a :meth:`netsim.runtime.faultspec.Fault.to_dict`);
-        its times must be servable epoch seconds (RepositoryError otherwise, nothing stored)."""
-        for what in ("starts_at", "ends_at"):
-            value = fault.get(what)
-            if value is not None and (why := bounds.problem(value, bounds.EPOCH_S, f"fault {what}")):
-                raise RepositoryError(f"{why}; the fault was not stored")
-        with self.transaction():
-            self._db.execute("INSERT INTO faults VALUES (?, ?) ON CONFLICT (seq) DO UPDATE SET fault = excluded.fault",
-                             (seq, json.dumps(fault, separators=(",", ":"))))
-            # The last number given, so that a cleared fault's id is never given again.
-            self._db.execute("INSERT INTO meta VALUES ('fault_seq', ?) ON CONFLICT (key) DO UPDATE SET "
-                             "value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))", (str(seq),))
-
-    def last_fault_seq(self) -> int:
-        """The highest fault number ever stored (0: none)."""
-        return int(self._meta("fault_seq") or 0)
-
-    def remove_faults(self, seqs: list[int]) -> None:
-        """Forget these faults."""
-        with self.transaction():
-            self._db.executemany("DELETE FROM faults WHERE seq = ?", [(s,) for s in seqs])
-
-    def faults(self) -> list[tuple[int, dict]]:
-        """Every stored fault, ``(seq, fault)``, oldest first."""
-        with self._lock:
-            rows = self._db.execute("SELECT seq, fault FROM faults ORDER BY seq").fetchall()
-        return [(seq, json.loads(text)) for seq, text in rows]
 
     def view(self, node: str, on_approve: ApproveHook | None = None) -> "NodeEventView":
         """The :class:`NodeEventView` of ``node`` (approval hook: ``on_approve`` or the repository's)."""

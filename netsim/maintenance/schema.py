@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS applied (
     at    REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS planner (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS planner_parts (  -- added without a version bump: netsim.maintenance.plannerrows
+    part  TEXT PRIMARY KEY,                 -- 'placement': the fleet's, written only when it changes
+    state TEXT NOT NULL                     -- JSON
+);
 CREATE TABLE IF NOT EXISTS faults (     -- issue 13, added without a version bump (IF NOT EXISTS)
     seq   INTEGER PRIMARY KEY,          -- N of fault-N
     fault TEXT NOT NULL                 -- JSON: netsim.runtime.faultspec.Fault.to_dict

@@ -18,6 +18,15 @@ from netsim.maintenance.tables import WALK_HINTS, WALK_TRANSITIONS, EventInput, 
 if TYPE_CHECKING:
     from netsim.maintenance.book import EventBook
     from netsim.maintenance.fleet import Fleet
+    from netsim.model.topology import Datacenter
+
+WalkMember = tuple[str, str, int]
+"""``(vm_name, node, update_domain)``: one VM of a walked availability set."""
+
+
+def walk_members(dc: "Datacenter", avset: str) -> list[WalkMember]:
+    """The ``(vm, node, update_domain)`` list of availability set ``avset`` in topology ``dc``."""
+    return [(v.name, v.node, v.update_domain) for v in dc.vms if v.availability_set == avset]
 
 
 class WalkTable:

@@ -20,6 +20,7 @@ Data is ``text/plain`` (JSON too); errors are AWS's small XHTML pages; every ans
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from netsim_imds.events import EventView
 from netsim_imds.identity import VmIdentity
 from netsim_imds.ratelimit import RateLimiter
 from netsim_imds.request import Request
-from netsim_imds.response import Response
+from netsim_imds.response import Response, make_response
 
 TEXT = "text/plain"
 HTML = "text/html"
@@ -43,6 +44,7 @@ _TITLES = {400: "400 - Bad Request", 401: "401 - Unauthorized", 403: "403 - Forb
            405: "405 - Method Not Allowed", 429: "429 - Too Many Requests"}
 
 
+@functools.lru_cache(maxsize=128)  # a handful of statuses and Retry-After values; answers are immutable
 def error_page(status: int, *, headers: tuple[tuple[str, str], ...] = ()) -> Response:
     """AWS's XHTML error page for ``status`` (the 404 bytes AWS sends, the others in its skeleton)."""
     title = _TITLES.get(status, f"{status} - Error")
@@ -64,7 +66,16 @@ def error_page(status: int, *, headers: tuple[tuple[str, str], ...] = ()) -> Res
 def text(body: str | bytes, *, headers: tuple[tuple[str, str], ...] = (), **kw) -> Response:
     """A 200 ``text/plain`` answer."""
     data = body.encode() if isinstance(body, str) else body
-    return Response(200, data, TEXT, (SERVER, *headers), **kw)
+    return make_response(200, data, TEXT, (SERVER, *headers) if headers else _SERVER_ONLY, **kw)
+
+
+_SERVER_ONLY = (SERVER,)
+STATIC_PATHS = 64
+"""Answers of the VM-only part of the tree kept per VM (a client asks a few paths)."""
+STATIC_VMS = 1024
+"""VMs whose answers a node keeps (a node holds a few dozen)."""
+STATIC_PATH_MAX = 256
+"""Longest path whose answer is kept."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +93,17 @@ class AwsConfig:
 class AwsFlavor:
     """The EC2 instance metadata service of one node (a :class:`~netsim_imds.flavors.Flavor`)."""
 
+    keeps_answers = False  # rate-limited: every request reaches the limiter (netsim_imds.flavors)
+
     def __init__(self, config: AwsConfig | None = None, *, secret: bytes | None = None) -> None:
         self.config = c = config or AwsConfig()
         self._limiter = RateLimiter(c.rate_limit, c.rate_burst) if c.rate_limit else None
         self.tokens = TokenIssuer(secret)
+        # The answers of the VM-only part of the tree (everything but the meta-data
+        # listing and aws_tree.DYNAMIC), by VM then path: routing, the walk and the
+        # Response cost most of a GET's Python. Keyed by the identity's id and checked with
+        # ``is`` (a claim or a move builds a new identity: a new entry), as tree.static_tree.
+        self._static: dict[int, tuple[VmIdentity, dict[str, Response]]] = {}
 
     def handle(self, request: Request, caller: VmIdentity | None, view: EventView, now: float) -> Response:
         """Answer ``request`` from ``caller`` (None: not a VM of this node, 403) at ``now``."""
@@ -103,7 +121,7 @@ class AwsFlavor:
             return error_page(401)
         if token is None and caller.http_tokens == "required":
             return error_page(401)
-        return self._get(request.path, caller, view, now)
+        return self._tree(request.path, caller, view, now)
 
     # -- IMDSv2 -------------------------------------------------------------------------
 
@@ -120,14 +138,32 @@ class AwsFlavor:
         ttl = parse_ttl(request.headers.get(TTL_HEADER))
         if ttl is None:
             return error_page(400)
-        hop = (socket.IPPROTO_IP, socket.IP_TTL, caller.hop_limit)
-        return text(self.tokens.mint(caller.vm_id, ttl, now), headers=((TTL_HEADER, str(ttl)),),
-                    socket_options=(hop,))
+        return make_response(200, self.tokens.mint(caller.vm_id, ttl, now).encode(), TEXT, _token_headers(ttl),
+                             _hop(caller.hop_limit))
 
     # -- the tree -----------------------------------------------------------------------
 
-    def _get(self, path: str, caller: VmIdentity, view: EventView, now: float) -> Response:
+    def _tree(self, path: str, caller: VmIdentity, view: EventView, now: float) -> Response:
+        """:meth:`_get`, its answers for the VM-only part of the tree kept (bounded: at most
+        :data:`STATIC_PATHS` paths per VM and :data:`STATIC_VMS` VMs, each emptied when full)."""
+        mine = self._static.get(id(caller))
+        if mine is None or mine[0] is not caller:
+            if len(self._static) >= STATIC_VMS:
+                self._static.clear()
+            mine = self._static[id(caller)] = (caller, {})  # the identity is held: its id is not reused
+        answers = mine[1]
+        if (hit := answers.get(path)) is not None:
+            return hit
         segments = [s for s in path.split("/") if s]
+        response = self._get(segments, caller, view, now)
+        if len(path) <= STATIC_PATH_MAX and not (len(segments) > 1 and segments[1] == "meta-data"
+                                                 and (len(segments) == 2 or segments[2] in aws_tree.DYNAMIC)):
+            if len(answers) >= STATIC_PATHS:
+                answers.clear()
+            answers[path] = response
+        return response
+
+    def _get(self, segments: list[str], caller: VmIdentity, view: EventView, now: float) -> Response:
         if not segments:
             return text("\n".join((*aws_tree.VERSIONS, "latest")))
         version, rest = segments[0], segments[1:]
@@ -160,6 +196,17 @@ class AwsFlavor:
             node = node[segment]
         node = aws_tree.resolve(node)
         return text(aws_tree.listing(node) if isinstance(node, dict) else node)
+
+
+@functools.lru_cache(maxsize=64)  # a client asks one TTL (botocore 21600, the CLI's own)
+def _token_headers(ttl: int) -> tuple[tuple[str, str], ...]:
+    return (SERVER, (TTL_HEADER, str(ttl)))
+
+
+@functools.lru_cache(maxsize=256)  # hop limits are 1..64
+def _hop(limit: int) -> tuple[tuple[int, int, int], ...]:
+    # The token reply leaves with IP TTL = the hop limit: it dies on a hop too many.
+    return ((socket.IPPROTO_IP, socket.IP_TTL, limit),)
 
 
 def _doc(vm: VmIdentity) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import secrets
 import struct
@@ -28,6 +29,10 @@ RECENT = 16384
 """Tokens remembered after minting (a dict lookup instead of an HMAC per GET)."""
 
 _RAW = 8 + 24
+_EXPIRY = struct.Struct(">Q")
+_BLOCK = 64  # SHA-256's block size
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 TOKEN_LENGTH = len(base64.urlsafe_b64encode(b"\0" * _RAW))
 """Characters of a token (44)."""
 
@@ -38,15 +43,24 @@ class TokenIssuer:
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret if secret is not None else secrets.token_bytes(32)
         self._recent: dict[str, tuple[str, int]] = {}  # token -> (vm_id, expiry_ms)
+        # HMAC (RFC 2104) with its two keyed SHA-256 states computed once: each MAC then
+        # copies them (half of hmac.digest's cost, which sets the key up on every call).
+        key = self._secret if len(self._secret) <= _BLOCK else hashlib.sha256(self._secret).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
 
     def _mac(self, vm_id: str, expiry_ms: int) -> bytes:
-        # hmac.digest: the one-shot C path (a third of hmac.new's cost; one per PUT and per GET)
-        return hmac.digest(self._secret, vm_id.encode() + struct.pack(">Q", expiry_ms), "sha256")[:24]
+        inner = self._inner.copy()
+        inner.update(vm_id.encode() + _EXPIRY.pack(expiry_ms))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:24]  # = hmac.digest(secret, message, "sha256")[:24]
 
     def mint(self, vm_id: str, ttl: int, now: float) -> str:
         """A token for VM ``vm_id`` valid ``ttl`` seconds from ``now``."""
         expiry_ms = int((now + ttl) * 1000)
-        token = base64.urlsafe_b64encode(struct.pack(">Q", expiry_ms) + self._mac(vm_id, expiry_ms)).decode()
+        token = base64.urlsafe_b64encode(_EXPIRY.pack(expiry_ms) + self._mac(vm_id, expiry_ms)).decode()
         if len(self._recent) >= RECENT:
             self._recent.clear()
         self._recent[token] = (vm_id, expiry_ms)
@@ -64,7 +78,7 @@ class TokenIssuer:
             return False
         if len(raw) != _RAW:
             return False
-        (expiry_ms,) = struct.unpack(">Q", raw[:8])
+        (expiry_ms,) = _EXPIRY.unpack(raw[:8])
         return hmac.compare_digest(raw[8:], self._mac(vm_id, expiry_ms)) and now * 1000 < expiry_ms
 
 

@@ -20,6 +20,7 @@ client that goes away.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -75,6 +76,15 @@ def page(code: int, title: str, text: str) -> Response:
 def bad_request(message: str) -> Response:
     """400 for an unsupported query (GCE answers 400 to bad or unknown parameters)."""
     return answer(400, message + "\n")
+
+
+_MAINTENANCE_EVENT = ["instance", "maintenance-event"]
+
+
+@functools.lru_cache(maxsize=64)
+def _leaf(value: str, as_json: bool) -> Response:
+    """The answer of a string leaf (one of a few values: every woken poll of a walk shares it)."""
+    return answer(200, json.dumps(value), JSON) if as_json else answer(200, tree.leaf_text(value))
 
 
 class GcpFlavor:
@@ -197,6 +207,9 @@ class GcpFlavor:
         (``own``: its own events, when the caller computed them already)."""
         own = self._own(caller, view) if own is None else own
         value = self.warnings.value(caller.name, own, now)
+        if segments == _MAINTENANCE_EVENT:  # the key every long poll watches: no tree to build for it
+            self.warnings.read(caller.name, now)
+            return _leaf(value, query["alt"] == "json")
         root = tree.Dir({"instance": tree.instance_tree(caller, own, value), "project": tree.project_tree(caller)})
         node: object = root
         trail = segments[:-1] if segments and segments[-1] == "" else segments

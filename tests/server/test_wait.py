@@ -161,6 +161,33 @@ def test_a_parked_request_returns_when_the_nodes_events_change(world) -> None:
     assert world.parked() == 0
 
 
+def test_one_change_wakes_every_poll_and_each_answer_keeps_its_place(world) -> None:
+    # A wake writes its answers in one burst, after every poll was woken
+    # (netsim_imds.parking.writes_batched): each still comes before the answer of the request
+    # pipelined behind it, and a closing connection's answer before its close.
+    socks = [world.connect(c) for c in ("c1", "c1", "c3", "c3")]
+    files = [s.makefile("rb") for s in socks]
+    try:
+        socks[0].sendall(request("/toy/wait?timeout=30") + request("/toy/whoami"))
+        socks[1].sendall(request("/toy/wait?timeout=30", close=True))
+        for sock in socks[2:]:
+            sock.sendall(request("/toy/wait?timeout=30"))
+        assert wait_until(lambda: world.parked() == 4)
+        incarnation = world.server.run(lambda: world.store.document_incarnation)
+        world.server.run(world.store.add, azure_event(f"e-burst-{time.time()}", "Reboot", ("vm1", "vm3"),
+                                                      time.time() + 900, time.time()))
+        world.server.notify("n1")
+        for f in files:
+            assert read_response(f) == (200, f"changed {incarnation + 1}".encode())
+        assert read_response(files[0]) == (200, b"vm1")
+        assert files[1].read(1) == b""  # Connection: close, after its answer
+    finally:
+        for f, sock in zip(files, socks):
+            f.close()
+            sock.close()
+    assert wait_until(lambda: world.parked() == 0)
+
+
 def test_a_parked_request_times_out_at_its_deadline_and_its_followers_wait_for_it(world) -> None:
     with world.connect("c1") as sock, sock.makefile("rb") as f:
         started = time.monotonic()
