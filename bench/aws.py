@@ -10,7 +10,10 @@ An aws datacenter of 100 nodes x 10 VMs (``--quick``: 10 x 10), static link-loca
    *scheduled* time to the GET's last byte (a pair due while the previous one is still in
    flight waits, and that wait counts); also each request's own latency. Errors: a non-200
    answer, a wrong body, an answer later than 1 s (botocore's default metadata timeout), a
-   pair never answered, a connection lost. Daemon CPU from /proc.
+   pair never answered, a connection lost. Daemon CPU from /proc. Then the anchor: the same
+   load, in the same run, against a bare responder on another port of every node
+   (bench/bare_tokens.py: fixed bytes, the token reply's TTL set and restored); the ratios
+   ours / anchor are steadier than either figure on a shared machine (``--no-anchor``: skip it).
 2. Visibility: every VM polls ``events/maintenance/scheduled`` with its token once a
    second (the background); for each sample one VM asks every 5 ms while ``event add``
    files a ``system-reboot`` for it, and the latency is from the control request to the
@@ -40,6 +43,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from bench import bare_tokens  # noqa: E402
 from bench.events import control, pct  # noqa: E402
 from bench.metadata_load import daemon_pid, proc_cpu  # noqa: E402
 from netsim.api.datacenter import RunningDatacenter, up  # noqa: E402
@@ -157,32 +161,36 @@ class TokenPair(asyncio.Protocol):
             self.stats.errors[f"connection lost ({exc!r})"] += 1
 
 
-async def connect(dc: RunningDatacenter, vm: str, factory, sockets: list[socket.socket]):
+async def connect(dc: RunningDatacenter, vm: str, factory, sockets: list[socket.socket], port: int = METADATA_PORT):
     """A connection from inside ``vm`` to its node's metadata server (the socket kept in
-    ``sockets``: an open socket pins its namespace, the caller closes them)."""
+    ``sockets``: an open socket pins its namespace, the caller closes them); ``port``: the
+    anchor's (bench/bare_tokens.py) instead of the server's."""
     sock = emulated_socket(names.vm_ns(dc.name, vm), socket.AF_INET, socket.SOCK_STREAM)
     sockets.append(sock)
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     loop = asyncio.get_running_loop()
-    await asyncio.wait_for(loop.sock_connect(sock, (METADATA_ADDRESS, METADATA_PORT)), 5)
+    await asyncio.wait_for(loop.sock_connect(sock, (METADATA_ADDRESS, port)), 5)
     return (await loop.create_connection(factory, sock=sock))[1]
 
 
-async def tokens(dc: RunningDatacenter, duration: float, rate: float, profile: str | None = None) -> dict:
+async def tokens(dc: RunningDatacenter, duration: float, rate: float, profile: str | None = None,
+                 anchor: int | None = None) -> dict:
     """Part 1: every VM runs token PUT + GET pairs, ``rate`` a second, for ``duration`` s
-    (``profile``: py-spy records the daemon meanwhile, collapsed stacks in that file)."""
+    (``profile``: py-spy records the daemon meanwhile, collapsed stacks in that file;
+    ``anchor``: the PID of bench/bare_tokens.py's responder, loaded instead of the daemon)."""
     stats, sockets = Stats(), []
     gate = asyncio.Semaphore(128)
 
     async def one(vm: str) -> TokenPair:
         async with gate:
-            return await connect(dc, vm, lambda: TokenPair(stats), sockets)
+            return await connect(dc, vm, lambda: TokenPair(stats), sockets,
+                                 METADATA_PORT if anchor is None else bare_tokens.PORT)
 
     try:
         pairs = await asyncio.gather(*(one(v.name) for v in dc.topology.vms))
         loop, rng = asyncio.get_running_loop(), random.Random(7)
-        pid = daemon_pid(dc)
+        pid = daemon_pid(dc) if anchor is None else anchor
         idle0 = proc_cpu(pid)
         await asyncio.sleep(2.0)  # the daemon's own work (heartbeats, claims), to subtract
         idle = (proc_cpu(pid) - idle0) / 2.0
@@ -214,6 +222,10 @@ async def tokens(dc: RunningDatacenter, duration: float, rate: float, profile: s
         unanswered = sum(p.busy + len(p.backlog) for p in pairs)
         if unanswered:
             stats.errors["pairs never answered"] += unanswered
+        for p in pairs:  # measured: their closing (or the server's going) is no error
+            p.lost = True
+            if p.transport is not None:
+                p.transport.close()
         return {"vms": len(pairs), "stats": stats, "cpu": cpu, "idle": idle, "rate": rate, "client": own, "machine": machine,
                 "seconds": duration + 0.5 + 2 * TIMEOUT_S}
     finally:
@@ -335,6 +347,8 @@ def main() -> int:
                                                              f"(default {RATE:g}: 5 requests a second)")
     ap.add_argument("--skip", choices=("tokens", "events"), help="leave one part out")
     ap.add_argument("--profile", metavar="FILE", help="py-spy samples of the daemon during the token load")
+    ap.add_argument("--no-anchor", action="store_true", help="leave out the anchor: the same token load "
+                                                             "against a bare responder (bench/bare_tokens.py)")
     ap.add_argument("--timeline", metavar="FILE", help="each pair's scheduled time and latency (s), one a line")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -351,6 +365,11 @@ def main() -> int:
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             t = runner.run(tokens(dc, duration, args.rate, args.profile)) if args.skip != "tokens" else None
+            a = None
+            if t is not None and not args.no_anchor:
+                root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+                with bare_tokens.bare_responder(root, [names.node_ns(dc.name, n.name) for n in dc.topology.nodes]) as pid:
+                    a = runner.run(tokens(dc, duration, args.rate, anchor=pid))
             v = runner.run(visibility(dc, samples)) if args.skip != "events" else None
     finally:
         dc.down()
@@ -383,6 +402,17 @@ def main() -> int:
         row("daemon CPU under load / idle (cores)", f"{t['cpu'] / t['seconds']:.2f} / {t['idle']:.2f}")
         row("load generator CPU (cores)", f"{t['client'] / t['seconds']:.2f}")
         row("whole machine busy during the load (% of all CPUs)", f"{t['machine']:.0f}")
+        if a is not None:  # the same load, the same run, against bench/bare_tokens.py
+            b: Stats = a["stats"]
+            row("anchor (bare responder, same load): pair p50 (ms)", f"{ms(b.pair):.2f}")
+            row("anchor: pair p99 (ms)", f"{ms(b.pair, 99):.2f}")
+            row("anchor: errors", sum(b.errors.values()), "0")
+            for what, n in b.errors.most_common(3):
+                print(f"    {n} x {what}")
+            row("anchor: CPU per request (us)", f"{1e6 * (a['cpu'] - a['idle'] * a['seconds']) / max(2 * len(b.pair), 1):.1f}")
+            row("ours / anchor: pair p99", f"{ms(s.pair, 99) / ms(b.pair, 99):.2f}")
+            row("ours / anchor: CPU per request",
+                f"{(busy / max(2 * pairs, 1)) / max((a['cpu'] - a['idle'] * a['seconds']) / max(2 * len(b.pair), 1), 1e-9):.2f}")
     if v is not None:
         latencies, errors = v
         row("VMs polling events/maintenance/scheduled once a second", nodes * 10)

@@ -41,7 +41,7 @@ from netsim.model import bounds, load, names, tomlfile
 from netsim.model.load import CLOUD_DEFAULTS
 from netsim.model.validate import validate
 from netsim.runtime import commands
-from netsim.runtime.controller import Controller
+from netsim.runtime.controller import Controller, topology_names
 from netsim.runtime.faultspec import classify, scope
 
 _EXPERIMENT_KEYS = {"name", "topology", "cloud", "duration", "agents", "datacenter", "timers"}
@@ -62,6 +62,7 @@ class _TopologyContext:
 
     def __init__(self, dc) -> None:
         self.dc = dc
+        self.names = topology_names(dc)
 
 
 def load_experiment(path: str) -> Experiment:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -88,6 +89,12 @@ class Repository(BatchWrites, FaultRows, PlannerRows):
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            # SQLite writes whole pages: a partial one at the end is a file cut short (or
+            # grown by something else), whatever page it cut; quick_check may not see it
+            # when the write-ahead log still holds that page.
+            page, size = self._db.execute("PRAGMA page_size").fetchone()[0], os.path.getsize(path)
+            if size % page:
+                raise sqlite3.DatabaseError(f"{size} bytes, not a whole number of {page}-byte pages: cut short?")
             # A damaged page would otherwise surface later, as a DatabaseError in the middle
             # of a walk; quick_check reads every page once (the file is small).
             problem = self._db.execute("PRAGMA quick_check").fetchone()[0]

@@ -36,6 +36,12 @@ from netsim.runtime.hostagent import HEARTBEAT_INTERVAL, EffectAction, HostAgent
 log = logging.getLogger("netsim.runtime.controller")
 
 
+def topology_names(dc: Datacenter) -> dict[str, dict[str, None]]:
+    """The names :meth:`Controller.known` checks, by kind, in the topology's order."""
+    return {"vm": dict.fromkeys(v.name for v in dc.vms), "node": dict.fromkeys(n.name for n in dc.nodes),
+            "availability set": dict.fromkeys(a.name for a in dc.availability_sets)}
+
+
 class Controller:
     """Runs maintenance for one datacenter on the daemon's event loop.
 
@@ -49,8 +55,7 @@ class Controller:
         self.dc, self.placement, self.clock = dc, placement, clock
         self.mapping = mapping_for(dc.cloud)  # the flavor's words: names, notices, impacts
         # The topology's names in order, for known() (twice per control request; 1,000 VMs).
-        self._names = {"vm": dict.fromkeys(v.name for v in dc.vms), "node": dict.fromkeys(n.name for n in dc.nodes),
-                       "availability set": dict.fromkeys(a.name for a in dc.availability_sets)}
+        self.names = topology_names(dc)
         self.repo = Repository(repo_path, on_approve=self._approved_by_vm)
         self.agents: dict[str, HostAgent] = {}
         now = clock()
@@ -143,9 +148,9 @@ class Controller:
     def known(self, kind: str, name: object) -> str:
         """``name`` if the topology has a ``kind`` (vm, node, availability set) of that name;
         else :class:`~netsim.model.bounds.InvalidValue` listing the names it has."""
-        if isinstance(name, str) and name in self._names[kind]:
+        if isinstance(name, str) and name in self.names[kind]:
             return name
-        choices = list(self._names[kind])
+        choices = list(self.names[kind])
         shown = ", ".join(choices[:8]) + (", ..." if len(choices) > 8 else "")
         raise bounds.InvalidValue(f"no {kind} {name!r} in datacenter {self.dc.name!r} ({kind}s: {shown})")
 

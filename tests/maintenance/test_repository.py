@@ -313,3 +313,16 @@ def test_the_metadata_api_serves_straight_from_the_repository(repo: Repository) 
     status, doc = call("GET")
     assert (doc["DocumentIncarnation"], doc["Events"][0]["EventStatus"], doc["Events"][0]["NotBefore"]) == (3, "Started", "")
     assert [e.event_id for e in approved] == ["e1"]
+
+
+def test_a_file_cut_short_inside_a_page_is_reported_corrupt_whatever_page_it_cut(tmp_path) -> None:
+    path = str(tmp_path / "events.db")
+    with Repository(path) as repo:
+        repo.put_event("n1", ev())
+    with Repository(path) as repo:  # closed cleanly: the log is checkpointed, the file whole
+        assert [e.event_id for e in repo.events("n1")] == ["e1"]
+    size = os.path.getsize(path)
+    assert size % 4096 == 0
+    os.truncate(path, size - 1024)
+    with pytest.raises(RepositoryError, match=r"is corrupt .*not a whole number of 4096-byte pages"):
+        Repository(path)
