@@ -338,6 +338,18 @@ def ms(values: list[float], p: float | None = None) -> float:
     return 1000 * (statistics.median(values) if p is None else pct(values, p))
 
 
+def cpu_per_request(t: dict) -> float:
+    """Microseconds of the server's CPU per request of a token load (its idle work subtracted)."""
+    return 1e6 * (t["cpu"] - t["idle"] * t["seconds"]) / max(2 * len(t["stats"].pair), 1)
+
+
+def errors_rows(label: str, s: Stats) -> None:
+    """The errors row of a token load, and its commonest errors."""
+    row(label, sum(s.errors.values()), "0")
+    for what, n in s.errors.most_common(5):
+        print(f"    {n} x {what}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 x 10 VMs, 5 s of load, 20 samples")
@@ -381,7 +393,7 @@ def main() -> int:
             with open(args.timeline, "w") as f:
                 first = min(s.pair_at, default=0.0)
                 f.writelines(f"{at - first:.6f} {lat:.6f}\n" for at, lat in zip(s.pair_at, s.pair))
-        pairs, busy = len(s.pair), t["cpu"] - t["idle"] * t["seconds"]
+        pairs = len(s.pair)
         row(f"VMs, each a token PUT + GET pair {t['rate']:g} times a second", t["vms"])
         row("pairs answered / scheduled", f"{pairs}/{s.scheduled}")
         row("pair (scheduled -> GET answered), p50 (ms)", f"{ms(s.pair):.2f}")
@@ -395,10 +407,8 @@ def main() -> int:
         windows = len({int(at * 10) for at in slow})
         row("pairs later than 20 ms / the 100-ms windows they were due in", f"{len(slow)}/{windows}")
         row("generator's own lag (timer fired late), p99 (ms)", f"{ms(s.late, 99):.2f}")
-        row("errors", sum(s.errors.values()), "0")
-        for what, n in s.errors.most_common(5):
-            print(f"    {n} x {what}")
-        row("daemon CPU per request, its idle work subtracted (us)", f"{1e6 * busy / max(2 * pairs, 1):.1f}")
+        errors_rows("errors", s)
+        row("daemon CPU per request, its idle work subtracted (us)", f"{cpu_per_request(t):.1f}")
         row("daemon CPU under load / idle (cores)", f"{t['cpu'] / t['seconds']:.2f} / {t['idle']:.2f}")
         row("load generator CPU (cores)", f"{t['client'] / t['seconds']:.2f}")
         row("whole machine busy during the load (% of all CPUs)", f"{t['machine']:.0f}")
@@ -406,13 +416,10 @@ def main() -> int:
             b: Stats = a["stats"]
             row("anchor (bare responder, same load): pair p50 (ms)", f"{ms(b.pair):.2f}")
             row("anchor: pair p99 (ms)", f"{ms(b.pair, 99):.2f}")
-            row("anchor: errors", sum(b.errors.values()), "0")
-            for what, n in b.errors.most_common(3):
-                print(f"    {n} x {what}")
-            row("anchor: CPU per request (us)", f"{1e6 * (a['cpu'] - a['idle'] * a['seconds']) / max(2 * len(b.pair), 1):.1f}")
+            errors_rows("anchor: errors", b)
+            row("anchor: CPU per request (us)", f"{cpu_per_request(a):.1f}")
             row("ours / anchor: pair p99", f"{ms(s.pair, 99) / ms(b.pair, 99):.2f}")
-            row("ours / anchor: CPU per request",
-                f"{(busy / max(2 * pairs, 1)) / max((a['cpu'] - a['idle'] * a['seconds']) / max(2 * len(b.pair), 1), 1e-9):.2f}")
+            row("ours / anchor: CPU per request", f"{cpu_per_request(t) / max(cpu_per_request(a), 1e-9):.2f}")
     if v is not None:
         latencies, errors = v
         row("VMs polling events/maintenance/scheduled once a second", nodes * 10)
