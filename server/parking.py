@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,10 +30,14 @@ if TYPE_CHECKING:
 TOO_MANY_WAITING = "Too many waiting requests. At most {} requests of a VM may wait at once"
 
 
-class _Deferred:
-    """The answers of woken requests not written yet, inside :func:`writes_batched` (else None)."""
+class _Deferred(threading.local):
+    """The answers of woken requests not written yet, inside :func:`writes_batched` (else
+    None); per thread, since servers may run on loops of several threads of one process."""
 
     pending: "list[tuple[asyncio.Transport, bytes]] | None" = None
+
+
+_deferred = _Deferred()
 
 
 @contextmanager
@@ -43,15 +48,15 @@ def writes_batched() -> Iterator[None]:
     readers are still busy with the first answers when the next ones land, and the writes
     are cheap. Every answer is still written in the callback that woke it (before any
     other callback, so before any answer of a request pipelined behind it)."""
-    if _Deferred.pending is not None:  # nested: the outer one writes
+    if _deferred.pending is not None:  # nested: the outer one writes
         yield
         return
     pending: list[tuple[asyncio.Transport, bytes]] = []
-    _Deferred.pending = pending
+    _deferred.pending = pending
     try:
         yield
     finally:
-        _Deferred.pending = None
+        _deferred.pending = None
         for transport, data in pending:
             if not transport.is_closing():
                 transport.write(data)
@@ -212,7 +217,7 @@ class ParkedRequests:
             data = out[0] if len(out) == 1 else b"".join(out)
             # Deferred only when nothing else is written or set on the socket before the
             # burst: not a connection that closes, is parked again, or has socket options.
-            pending = _Deferred.pending
+            pending = _deferred.pending
             if pending is not None and request.keep_alive and self.parked is None and not getattr(self, "options", ()):
                 pending.append((transport, data))
             else:
