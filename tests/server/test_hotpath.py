@@ -14,7 +14,7 @@ import time
 import pytest
 
 from netsim.harness.testbed import Testbed, tcp_socket_in
-from netsim_imds import http
+from netsim_imds import headcache, http
 from netsim_imds.aws.api import AwsConfig, AwsFlavor
 from netsim_imds.aws.tokens import TokenIssuer
 from netsim_imds.background import ServerThread
@@ -49,6 +49,21 @@ def test_a_head_is_kept_only_once_it_is_seen_a_second_time() -> None:
     second = parse_all(raw)
     assert raw[:-4] in http._HEADS._heads and first == second
     assert parse_all(raw) == first  # from the cache: the same request
+
+
+def test_a_flood_of_new_heads_keeps_the_tables_bounded_and_a_pollers_head_right() -> None:
+    # A hostile VM sends every head twice (so that each is kept) with a new token, a new
+    # prefix and a new path each time: the tables stay within their sizes, a poller's head
+    # parses as the full parse does throughout. Bounded: 3 x SEEN_SIZE heads, twice each.
+    cache = headcache.HeadCache(http._parse_head, http._FIELD_ALONE, (http.MAX_HEADER_BYTES, http.MAX_HEADER_FIELDS))
+    poller = b"GET /metadata/instance?api-version=2021-02-01 HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true"
+    for n in range(3 * headcache.SEEN_SIZE):
+        raw = b"GET /p%d HTTP/1.1\r\nHost: h\r\nX-P%d: v\r\nX-aws-ec2-metadata-token: t%d" % (n, n, n)
+        assert cache.head(raw) == cache.head(raw) == http._parse_head(raw)
+        if n % 512 == 0:
+            assert cache.head(poller) == http._parse_head(poller)
+        assert len(cache._heads) <= headcache.SIZE and len(cache._prefixes) <= headcache.SIZE
+        assert len(cache._seen) <= headcache.SEEN_SIZE
 
 
 _PREFIXES = [b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.169.254", b"GET / HTTP/1.1",
